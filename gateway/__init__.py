@@ -1,0 +1,1 @@
+"""camswarm gateway role (built in a later issue)."""

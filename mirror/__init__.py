@@ -1,0 +1,1 @@
+"""camswarm mirror role (built in a later issue)."""

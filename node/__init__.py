@@ -1,0 +1,1 @@
+"""What every camswarm role shares: config, daemon clients, devnet, CLI."""

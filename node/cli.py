@@ -1,0 +1,121 @@
+"""The ``camswarm`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from node.devnet import network
+from node.logs import configure_logging
+
+
+def _progress(message: str) -> None:
+    print(f"devnet: {message}", file=sys.stderr, flush=True)
+
+
+def _print_summary(info: dict[str, Any]) -> None:
+    print(f"devnet in {info['dir']}: {'running' if info['running'] else 'stopped'}")
+    for name, node in info["nodes"].items():
+        print(f"  {name:<10} kubo {node['kubo_api']}  gateway {node['kubo_gateway']}  cluster {node['cluster_api']}")
+    print(f"  catalog    {info['catalog']}")
+    print(f"  topic      {info['topic']}")
+    for cam in info["cameras"]:
+        state = "up" if cam["running"] else "down"
+        print(f"  camera     {cam['factory']}/{cam['device']:<6} {cam['rtsp']}  ({state})")
+    dead = [name for name, p in info["processes"].items() if not p["alive"]]
+    if info["running"] and dead:
+        print(f"  not running: {', '.join(dead)}")
+
+
+async def _devnet_up(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    await network.up(directory, mirrors=args.mirrors, cameras=args.cameras, progress=_progress)
+    info = network.status(directory)
+    _print_summary(info)
+    if args.detach:
+        print(f"stop it with: camswarm devnet down --dir {info['dir']}")
+        return 0
+    print("press Ctrl-C to stop the devnet", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    _progress("stopping")
+    await network.down(directory)
+    return 0
+
+
+async def _devnet_down(args: argparse.Namespace) -> int:
+    results = await network.down(Path(args.dir))
+    for name, outcome in sorted(results.items()):
+        print(f"{name}: {outcome}")
+    return 0
+
+
+async def _devnet_status(args: argparse.Namespace) -> int:
+    info = network.status(Path(args.dir))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_summary(info)
+    return 0 if info["running"] else 3
+
+
+async def _devnet_camera(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        outcome = await network.camera_stop(Path(args.dir), args.device)
+        print(f"camera {args.device}: {outcome}")
+    else:
+        await network.camera_start(Path(args.dir), args.device)
+        print(f"camera {args.device}: running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camswarm", description="Record IP cameras into a private IPFS network.")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    roles = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    devnet = roles.add_parser("devnet", help="run a whole local network of real daemons")
+    sub = devnet.add_subparsers(dest="devnet_command", required=True, metavar="ACTION")
+    up = sub.add_parser("up", help="start the devnet (or restart the one in DIR)")
+    up.add_argument("--dir", required=True, help="directory holding the devnet's state, data and logs")
+    up.add_argument("--mirrors", type=int, default=2)
+    up.add_argument("--cameras", type=int, default=2)
+    up.add_argument("--detach", action="store_true", help="return once ready and leave it running")
+    up.set_defaults(handler=_devnet_up)
+    down = sub.add_parser("down", help="stop everything the devnet started")
+    down.add_argument("--dir", required=True)
+    down.set_defaults(handler=_devnet_down)
+    st = sub.add_parser("status", help="print endpoints and process states (exit 3 when stopped)")
+    st.add_argument("--dir", required=True)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=_devnet_status)
+    cam = sub.add_parser("camera", help="stop or start one simulated camera (an outage)")
+    cam.add_argument("action", choices=["stop", "start"])
+    cam.add_argument("device", help="camera device name, e.g. cam1")
+    cam.add_argument("--dir", required=True)
+    cam.set_defaults(handler=_devnet_camera)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return asyncio.run(args.handler(args))
+    except network.DevnetError as exc:
+        print(f"camswarm: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local development network: real daemons on loopback, started and stopped by camswarm."""

@@ -1,0 +1,148 @@
+"""Pure transforms of Kubo and ipfs-cluster config documents for a private network.
+
+Each takes the document the daemon's own ``init`` wrote and returns a new one
+bound to loopback ports, with every route to the public network closed. No
+I/O, so the exact settings are asserted in unit tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PeerAddr:
+    peer_id: str
+    multiaddr: str  # without the /p2p/ suffix
+
+    @property
+    def full(self) -> str:
+        return f"{self.multiaddr}/p2p/{self.peer_id}"
+
+
+def new_swarm_key() -> str:
+    """Contents of a libp2p private-network ``swarm.key`` (PSK v1, 32 random bytes in hex)."""
+    return "/key/swarm/psk/1.0.0/\n/base16/\n" + secrets.token_hex(32) + "\n"
+
+
+def new_cluster_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def loopback_tcp(port: int) -> str:
+    return f"/ip4/127.0.0.1/tcp/{port}"
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    node = doc
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[leaf] = value
+
+
+def kubo_private_config(
+    base: dict[str, Any],
+    *,
+    api_port: int,
+    gateway_port: int,
+    swarm_port: int,
+    peers: Sequence[PeerAddr],
+) -> dict[str, Any]:
+    """A Kubo config for one node of a private, loopback-only swarm with pubsub."""
+    doc = copy.deepcopy(base)
+    settings: dict[str, Any] = {
+        "Addresses.API": loopback_tcp(api_port),
+        "Addresses.Gateway": loopback_tcp(gateway_port),
+        "Addresses.Swarm": [loopback_tcp(swarm_port)],
+        "Addresses.Announce": [],
+        "Addresses.AppendAnnounce": [],
+        "Addresses.NoAnnounce": [],
+        # No public bootstrap peers and no "auto" placeholders resolved from the internet.
+        "Bootstrap": [],
+        "AutoConf.Enabled": False,
+        "Routing.Type": "dht",
+        "Routing.DelegatedRouters": [],
+        "Ipns.DelegatedPublishers": [],
+        "DNS.Resolvers": {},
+        "Discovery.MDNS.Enabled": False,
+        "AutoTLS.Enabled": False,
+        # A pre-shared key network only works over TCP; QUIC-based transports are refused.
+        "Swarm.Transports.Network.TCP": True,
+        "Swarm.Transports.Network.QUIC": False,
+        "Swarm.Transports.Network.WebTransport": False,
+        "Swarm.Transports.Network.WebRTCDirect": False,
+        "Swarm.Transports.Network.Websocket": False,
+        "Swarm.RelayClient.Enabled": False,
+        "Swarm.RelayService.Enabled": False,
+        "Swarm.EnableHolePunching": False,
+        "Swarm.DisableNatPortMap": True,
+        "AutoNAT.ServiceMode": "disabled",
+        "Pubsub.Enabled": True,
+        "Pubsub.Router": "gossipsub",
+        # The gateway serves segments a mirror lacks, so it may fetch from peers.
+        "Gateway.NoFetch": False,
+        "Peering.Peers": [{"ID": p.peer_id, "Addrs": [p.multiaddr]} for p in peers],
+        "Plugins.Plugins.telemetry.Config.Mode": "off",
+    }
+    for key, value in settings.items():
+        _set(doc, key, value)
+    return doc
+
+
+def cluster_private_config(
+    base: dict[str, Any],
+    *,
+    peername: str,
+    secret: str,
+    cluster_port: int,
+    api_port: int,
+    proxy_port: int,
+    pinsvc_port: int,
+    kubo_api_port: int,
+    trusted_peers: Sequence[str],
+) -> dict[str, Any]:
+    """An ipfs-cluster service.json for one crdt peer trusting only the devnet's peers."""
+    if len(secret) != 64 or any(c not in "0123456789abcdef" for c in secret):
+        raise ValueError("cluster secret must be 32 bytes in lower-case hex")
+    doc = copy.deepcopy(base)
+    settings: dict[str, Any] = {
+        "cluster.peername": peername,
+        "cluster.secret": secret,
+        "cluster.listen_multiaddress": [loopback_tcp(cluster_port)],
+        "cluster.enable_relay_hop": False,
+        "cluster.mdns_interval": "0s",
+        "cluster.leave_on_shutdown": False,
+        # Short intervals: a devnet should converge in seconds, not minutes.
+        "cluster.monitor_ping_interval": "2s",
+        "cluster.peer_watch_interval": "2s",
+        "cluster.state_sync_interval": "1m0s",
+        "cluster.pin_recover_interval": "1m0s",
+        "consensus.crdt.trusted_peers": list(trusted_peers),
+        "consensus.crdt.cluster_name": "camswarm",
+        "api.restapi.http_listen_multiaddress": loopback_tcp(api_port),
+        "api.ipfsproxy.listen_multiaddress": loopback_tcp(proxy_port),
+        "api.ipfsproxy.node_multiaddress": loopback_tcp(kubo_api_port),
+        "api.pinsvcapi.http_listen_multiaddress": loopback_tcp(pinsvc_port),
+        "ipfs_connector.ipfshttp.node_multiaddress": loopback_tcp(kubo_api_port),
+        "ipfs_connector.ipfshttp.connect_swarms_delay": "2s",
+        "monitor.pubsubmon.check_interval": "2s",
+        "informer.disk.metric_ttl": "5s",
+        "informer.pinqueue.metric_ttl": "5s",
+        "informer.tags.metric_ttl": "5s",
+    }
+    for key, value in settings.items():
+        _set(doc, key, value)
+    pebble = doc.get("datastore", {}).get("pebble", {}).get("pebble_options")
+    if isinstance(pebble, dict):
+        pebble["cache_size_bytes"] = 64 << 20  # the default 1 GiB per peer is sized for servers
+        pebble["mem_table_size"] = 16 << 20
+    return doc

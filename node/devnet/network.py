@@ -1,0 +1,428 @@
+"""``camswarm devnet``: a whole private camswarm network on loopback, from real daemons.
+
+One Kubo node and one ipfs-cluster peer per role (producer, mirror1..N), the
+FerretDB catalog and M simulated RTSP cameras, on free ports picked at the
+first ``up``. Identities and ports are kept in DIR, so ``up`` after ``down``
+brings the same network back with its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from node import toolchain
+from node.devnet import probes
+from node.devnet.configs import (
+    PeerAddr,
+    cluster_private_config,
+    kubo_private_config,
+    loopback_tcp,
+    new_cluster_secret,
+    new_swarm_key,
+)
+from node.devnet.state import (
+    CameraSpec,
+    DevnetState,
+    NodePorts,
+    NodeSpec,
+    ProcessRecord,
+    camera_specs,
+    free_ports,
+    load_state,
+    node_names,
+    save_state,
+)
+from node.kubo import KuboClient
+from node.logs import kv
+from node.procs import ConditionTimeout, group_alive, pid_matches, poll_until, spawn, stop_group, tail
+
+log = logging.getLogger("camswarm.devnet")
+
+Progress = Callable[[str], None]
+READY_TIMEOUT = 90.0
+CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+class DevnetError(RuntimeError):
+    """The devnet cannot do what was asked; the message says why and what to do."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --- layout -------------------------------------------------------------------------
+
+
+def kubo_repo(directory: Path, node: str) -> Path:
+    return directory / "nodes" / node / "kubo"
+
+
+def cluster_dir(directory: Path, node: str) -> Path:
+    return directory / "nodes" / node / "cluster"
+
+
+def log_path(directory: Path, process: str) -> Path:
+    return directory / "logs" / f"{process}.log"
+
+
+def kubo_env(directory: Path, node: str) -> dict[str, str]:
+    return {"IPFS_PATH": str(kubo_repo(directory, node)), "LIBP2P_FORCE_PNET": "1", "IPFS_TELEMETRY": "off"}
+
+
+# --- first-time initialisation -----------------------------------------------------------
+
+
+async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    out, _ = await proc.communicate()
+    text = out.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise DevnetError(f"{what} failed (exit {proc.returncode}):\n{text.strip()}")
+    return text
+
+
+def _new_plan(mirrors: int, cameras: int) -> DevnetState:
+    names = node_names(mirrors)
+    ports = free_ports(7 * len(names) + 1 + cameras)
+    nodes = []
+    for i, name in enumerate(names):
+        p = ports[7 * i : 7 * i + 7]
+        nodes.append(NodeSpec(name=name, ports=NodePorts(*p)))
+    catalog_port = ports[7 * len(names)]
+    cams = camera_specs(cameras, ports[7 * len(names) + 1 :])
+    return DevnetState(nodes=nodes, cameras=cams, catalog_port=catalog_port, cluster_secret=new_cluster_secret())
+
+
+async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
+    swarm_key = new_swarm_key()
+    (directory / "swarm.key").write_text(swarm_key)
+
+    async def init_one(node: NodeSpec) -> None:
+        repo = kubo_repo(directory, node.name)
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        await _run([str(ipfs), "init", "--profile", "test"], env=kubo_env(directory, node.name), what=f"ipfs init ({node.name})")
+        config = json.loads((repo / "config").read_text())
+        node.peer_id = str(config["Identity"]["PeerID"])
+        (repo / "swarm.key").write_text(swarm_key)
+
+    await asyncio.gather(*(init_one(n) for n in state.nodes))
+    for node in state.nodes:
+        repo = kubo_repo(directory, node.name)
+        peers = [PeerAddr(o.peer_id, loopback_tcp(o.ports.swarm)) for o in state.nodes if o is not node]
+        config = json.loads((repo / "config").read_text())
+        new = kubo_private_config(
+            config, api_port=node.ports.api, gateway_port=node.ports.gateway, swarm_port=node.ports.swarm, peers=peers
+        )
+        (repo / "config").write_text(json.dumps(new, indent=2))
+
+
+async def _init_cluster(directory: Path, state: DevnetState, service: Path) -> None:
+    async def init_one(node: NodeSpec) -> None:
+        cdir = cluster_dir(directory, node.name)
+        cdir.parent.mkdir(parents=True, exist_ok=True)
+        await _run(
+            [str(service), "--config", str(cdir), "init", "--consensus", "crdt", "--force"],
+            env={"CLUSTER_SECRET": state.cluster_secret},
+            what=f"ipfs-cluster-service init ({node.name})",
+        )
+        node.cluster_peer_id = str(json.loads((cdir / "identity.json").read_text())["id"])
+
+    await asyncio.gather(*(init_one(n) for n in state.nodes))
+    trusted = [n.cluster_peer_id for n in state.nodes]
+    for node in state.nodes:
+        cdir = cluster_dir(directory, node.name)
+        config = json.loads((cdir / "service.json").read_text())
+        new = cluster_private_config(
+            config,
+            peername=node.name,
+            secret=state.cluster_secret,
+            cluster_port=node.ports.cluster,
+            api_port=node.ports.cluster_api,
+            proxy_port=node.ports.cluster_proxy,
+            pinsvc_port=node.ports.cluster_pinsvc,
+            kubo_api_port=node.ports.api,
+            trusted_peers=trusted,
+        )
+        (cdir / "service.json").write_text(json.dumps(new, indent=2))
+        others = [loopback_tcp(o.ports.cluster) + f"/p2p/{o.cluster_peer_id}" for o in state.nodes if o is not node]
+        (cdir / "peerstore").write_text("".join(a + "\n" for a in others))
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def _start(directory: Path, state: DevnetState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    log_file = log_path(directory, name)
+    pid = spawn(argv, log_path=log_file, env=env)
+    state.processes[name] = ProcessRecord(pid=pid, executable=argv[0] if "python" not in argv[0] else argv[1], log=str(log_file))
+    save_state(directory, state)
+    log.info("process_started", extra=kv(process=name, pid=pid))
+
+
+def process_alive(record: ProcessRecord) -> bool:
+    return group_alive(record.pid) and pid_matches(record.pid, record.executable)
+
+
+def _start_camera(directory: Path, state: DevnetState, cam: CameraSpec) -> None:
+    _start(
+        directory,
+        state,
+        cam.process,
+        [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(cam.port), "--path", cam.device, "--label", f"{cam.factory}/{cam.device}"],
+    )
+
+
+async def _wait(check: Callable[[], Any], what: str, directory: Path, process: str | None) -> None:
+    try:
+        await poll_until(check, timeout=READY_TIMEOUT, what=what, interval=0.2)
+    except ConditionTimeout as exc:
+        detail = ""
+        if process:
+            detail = f"\n--- last lines of {log_path(directory, process)} ---\n{tail(log_path(directory, process))}"
+        raise DevnetError(f"{exc}{detail}") from exc
+
+
+async def _connect_swarm(state: DevnetState) -> None:
+    """Dial every pair now; Peering keeps them connected after restarts."""
+    for node in state.nodes:
+        async with KuboClient(f"http://127.0.0.1:{node.ports.api}", timeout=10) as kubo:
+            for other in state.nodes:
+                if other is not node:
+                    await kubo.swarm_connect(PeerAddr(other.peer_id, loopback_tcp(other.ports.swarm)).full)
+
+
+async def _swarm_complete(state: DevnetState) -> bool:
+    for node in state.nodes:
+        async with KuboClient(f"http://127.0.0.1:{node.ports.api}", timeout=3) as kubo:
+            connected = {p.peer for p in await kubo.swarm_peers()}
+        if not {o.peer_id for o in state.nodes if o is not node} <= connected:
+            return False
+    return True
+
+
+def _check_tools() -> toolchain.ToolPaths:
+    paths = toolchain.tool_paths()
+    for path in (paths.ipfs, paths.cluster_service, paths.ferretdb):
+        toolchain.require(path)
+    if not Path(SYSTEM_PYTHON).exists():
+        raise toolchain.ToolMissing(f"{SYSTEM_PYTHON} not found; run `make deps` (Debian python3-gi)")
+    toolchain.require_system("ffmpeg", "ffmpeg")
+    return paths
+
+
+async def up(directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: Progress = _quiet) -> DevnetState:
+    """Start (or restart) the devnet in ``directory``; return once every service answers."""
+    if mirrors < 0 or mirrors > 8:
+        raise DevnetError("--mirrors must be between 0 and 8")
+    if cameras < 0 or cameras > 16:
+        raise DevnetError("--cameras must be between 0 and 16")
+    try:
+        paths = _check_tools()
+    except toolchain.ToolMissing as exc:
+        raise DevnetError(str(exc)) from exc
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    state = load_state(directory)
+    if state is not None:
+        running = [name for name, rec in state.processes.items() if process_alive(rec)]
+        if running:
+            raise DevnetError(
+                f"a devnet is already running in {directory} ({', '.join(sorted(running))}); "
+                f"stop it with `camswarm devnet down --dir {directory}`"
+            )
+        if state.mirror_count != mirrors or len(state.cameras) != cameras:
+            raise DevnetError(
+                f"{directory} holds a devnet with {state.mirror_count} mirrors and {len(state.cameras)} cameras; "
+                "use the same counts or a new --dir"
+            )
+        state.processes.clear()
+        progress(f"restarting the devnet in {directory}")
+    else:
+        state = _new_plan(mirrors, cameras)
+        progress(f"initialising {len(state.nodes)} Kubo nodes and cluster peers in {directory}")
+        await _init_kubo(directory, state, paths.ipfs)
+        await _init_cluster(directory, state, paths.cluster_service)
+        save_state(directory, state)
+
+    try:
+        await _start_all(directory, state, paths, progress)
+    except BaseException:
+        progress("start failed; stopping what was started")
+        await _stop_all(directory, state)
+        raise
+    return state
+
+
+async def _start_all(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress) -> None:
+    _start(
+        directory,
+        state,
+        "catalog",
+        [str(paths.ferretdb), "--listen", f"127.0.0.1:{state.catalog_port}", "--data-dir", str(directory / "catalog")],
+    )
+    for cam in state.cameras:
+        _start_camera(directory, state, cam)
+    for node in state.nodes:
+        _start(directory, state, f"kubo-{node.name}", [str(paths.ipfs), "daemon", "--enable-gc=false"], kubo_env(directory, node.name))
+
+    progress("waiting for Kubo nodes")
+    for node in state.nodes:
+        api = f"http://127.0.0.1:{node.ports.api}"
+        await _wait(lambda api=api: probes.kubo_ready(api), f"Kubo {node.name} at {api}", directory, f"kubo-{node.name}")
+    await _connect_swarm(state)
+    await _wait(lambda: _swarm_complete(state), "every Kubo node to see every other", directory, None)
+
+    for node in state.nodes:
+        _start(directory, state, f"cluster-{node.name}", [str(paths.cluster_service), "--config", str(cluster_dir(directory, node.name)), "daemon"])
+    progress("waiting for cluster peers")
+    for node in state.nodes:
+        api = f"http://127.0.0.1:{node.ports.cluster_api}"
+
+        ids = {n.cluster_peer_id for n in state.nodes}
+        await _wait(
+            lambda api=api: probes.cluster_allocatable(api, ids),
+            f"cluster peer {node.name} to see {len(ids)} peers and their metrics",
+            directory,
+            f"cluster-{node.name}",
+        )
+
+    progress("waiting for the catalog and cameras")
+    url = catalog_url(state)
+    await _wait(lambda: probes.catalog_ready(url), f"catalog at {url}", directory, "catalog")
+    for cam in state.cameras:
+        await _wait(
+            lambda cam=cam: probes.rtsp_ready("127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}", directory, cam.process
+        )
+    save_state(directory, state)
+
+
+# --- stop -------------------------------------------------------------------------------
+
+# Stop order: what produces data first, storage last.
+_STOP_ORDER = ("camera-", "cluster-", "kubo-", "catalog")
+
+
+def _stop_rank(name: str) -> int:
+    for rank, prefix in enumerate(_STOP_ORDER):
+        if name.startswith(prefix):
+            return rank
+    return -1  # role processes (producer, mirrors, gateways) stop before everything
+
+
+async def _stop_all(directory: Path, state: DevnetState) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for rank in range(-1, len(_STOP_ORDER)):
+        names = [n for n in state.processes if _stop_rank(n) == rank]
+        outcomes = await asyncio.gather(*(_stop_one(state, n) for n in names))
+        results.update(zip(names, outcomes, strict=True))
+    state.processes.clear()
+    save_state(directory, state)
+    return results
+
+
+async def _stop_one(state: DevnetState, name: str) -> str:
+    record = state.processes[name]
+    if not pid_matches(record.pid, record.executable):
+        return "gone"
+    outcome = await stop_group(record.pid, name=name, term_timeout=15.0)
+    log.info("process_stopped", extra=kv(process=name, pid=record.pid, outcome=outcome))
+    return outcome
+
+
+async def down(directory: Path) -> dict[str, str]:
+    """Stop every process the devnet in ``directory`` started; data stays for the next ``up``."""
+    state = load_state(directory.resolve())
+    if state is None:
+        raise DevnetError(f"no devnet in {directory} (no devnet.json)")
+    return await _stop_all(directory.resolve(), state)
+
+
+# --- cameras ----------------------------------------------------------------------------
+
+
+async def camera_stop(directory: Path, device: str) -> str:
+    directory = directory.resolve()
+    state = _require_state(directory)
+    cam = _camera(state, device)
+    record = state.processes.pop(cam.process, None)
+    save_state(directory, state)
+    if record is None or not pid_matches(record.pid, record.executable):
+        return "gone"
+    return await stop_group(record.pid, name=cam.process, term_timeout=5.0)
+
+
+async def camera_start(directory: Path, device: str) -> None:
+    directory = directory.resolve()
+    state = _require_state(directory)
+    cam = _camera(state, device)
+    record = state.processes.get(cam.process)
+    if record is not None and process_alive(record):
+        raise DevnetError(f"camera {device} is already running")
+    _start_camera(directory, state, cam)
+    await _wait(lambda: probes.rtsp_ready("127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}", directory, cam.process)
+
+
+def _camera(state: DevnetState, device: str) -> CameraSpec:
+    try:
+        return state.camera(device)
+    except KeyError as exc:
+        raise DevnetError(str(exc.args[0])) from exc
+
+
+def _require_state(directory: Path) -> DevnetState:
+    state = load_state(directory)
+    if state is None:
+        raise DevnetError(f"no devnet in {directory} (no devnet.json)")
+    return state
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def catalog_url(state: DevnetState) -> str:
+    return f"mongodb://127.0.0.1:{state.catalog_port}/"
+
+
+def status(directory: Path) -> dict[str, Any]:
+    """Every endpoint of the devnet, in the documented shape (see docs/devnet.md)."""
+    directory = directory.resolve()
+    state = _require_state(directory)
+    alive = {name: process_alive(rec) for name, rec in state.processes.items()}
+    nodes: dict[str, Any] = {}
+    for node in state.nodes:
+        nodes[node.name] = {
+            "kubo_api": f"http://127.0.0.1:{node.ports.api}",
+            "kubo_gateway": f"http://127.0.0.1:{node.ports.gateway}",
+            "peer_id": node.peer_id,
+            "swarm": PeerAddr(node.peer_id, loopback_tcp(node.ports.swarm)).full,
+            "cluster_api": f"http://127.0.0.1:{node.ports.cluster_api}",
+            "cluster_peer_id": node.cluster_peer_id,
+        }
+    return {
+        "dir": str(directory),
+        "running": any(alive.values()),
+        "nodes": nodes,
+        "catalog": catalog_url(state),
+        "topic": state.topic,
+        "swarm_key": str(directory / "swarm.key"),
+        "cameras": [
+            {"factory": c.factory, "device": c.device, "rtsp": c.rtsp, "running": alive.get(c.process, False)}
+            for c in state.cameras
+        ],
+        "processes": {
+            name: {"pid": rec.pid, "alive": alive[name], "log": rec.log} for name, rec in sorted(state.processes.items())
+        },
+    }

@@ -1,0 +1,68 @@
+"""Readiness probes for the devnet's daemons: each asks the service itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pymongo import AsyncMongoClient
+
+from node.cluster import ClusterClient
+from node.errors import DaemonError
+from node.kubo import KuboClient
+
+
+async def kubo_ready(api: str) -> bool:
+    async with KuboClient(api, timeout=2) as kubo:
+        try:
+            await kubo.id()
+        except DaemonError:
+            return False
+    return True
+
+
+async def cluster_allocatable(api: str, peer_ids: set[str]) -> bool:
+    """Every peer is connected and its free-space metric has reached this peer.
+
+    Until the metrics arrive, a pin with a replication factor fails with "not
+    enough peers to allocate", so "the daemon answers" is not ready enough.
+    """
+    async with ClusterClient(api, timeout=3) as cluster:
+        try:
+            peers = {p.id for p in await cluster.peers() if not p.error}
+            metrics = {str(m.get("peer")) for m in await cluster.metrics("freespace")}
+        except DaemonError:
+            return False
+    return peer_ids <= peers and peer_ids <= metrics
+
+
+async def catalog_ready(url: str) -> bool:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url, serverSelectionTimeoutMS=1000)
+    try:
+        await client.admin.command("ping")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"; the caller polls with a deadline
+        return False
+    finally:
+        await client.close()
+
+
+async def rtsp_ready(host: str, port: int, path: str, timeout: float = 3.0) -> bool:
+    """Send an RTSP DESCRIBE and expect ``RTSP/1.0 200``: the camera has a stream to offer."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        url = f"rtsp://{host}:{port}/{path}"
+        writer.write(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode())
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        return status.startswith(b"RTSP/1.0 200")
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass

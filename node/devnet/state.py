@@ -1,0 +1,157 @@
+"""The devnet's plan (ports, identities, cameras) and running processes, kept in DIR.
+
+Everything another shell needs to find or stop the devnet is in
+``DIR/devnet.json``; it is written atomically after every change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "devnet.json"
+STATE_VERSION = 1
+TOPIC = "camswarm/segments/v1"
+
+
+@dataclass
+class NodePorts:
+    api: int
+    gateway: int
+    swarm: int
+    cluster: int
+    cluster_api: int
+    cluster_proxy: int
+    cluster_pinsvc: int
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    ports: NodePorts
+    peer_id: str = ""
+    cluster_peer_id: str = ""
+
+
+@dataclass
+class CameraSpec:
+    factory: str
+    device: str
+    port: int
+
+    @property
+    def rtsp(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{self.device}"
+
+    @property
+    def process(self) -> str:
+        return f"camera-{self.device}"
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    executable: str
+    log: str
+
+
+@dataclass
+class DevnetState:
+    nodes: list[NodeSpec]
+    cameras: list[CameraSpec]
+    catalog_port: int
+    cluster_secret: str
+    topic: str = TOPIC
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def camera(self, device: str) -> CameraSpec:
+        for cam in self.cameras:
+            if cam.device == device:
+                return cam
+        known = ", ".join(c.device for c in self.cameras)
+        raise KeyError(f"no camera {device!r} in this devnet (cameras: {known})")
+
+    @property
+    def mirror_count(self) -> int:
+        return sum(1 for n in self.nodes if n.name.startswith("mirror"))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> DevnetState:
+        if obj.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported devnet state version {obj.get('version')!r}")
+        return cls(
+            nodes=[
+                NodeSpec(
+                    name=n["name"],
+                    ports=NodePorts(**n["ports"]),
+                    peer_id=n.get("peer_id", ""),
+                    cluster_peer_id=n.get("cluster_peer_id", ""),
+                )
+                for n in obj["nodes"]
+            ],
+            cameras=[CameraSpec(**c) for c in obj["cameras"]],
+            catalog_port=int(obj["catalog_port"]),
+            cluster_secret=str(obj["cluster_secret"]),
+            topic=str(obj.get("topic", TOPIC)),
+            processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
+        )
+
+
+def load_state(directory: Path) -> DevnetState | None:
+    path = directory / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return DevnetState.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a valid devnet state file: {exc}") from exc
+
+
+def save_state(directory: Path, state: DevnetState) -> None:
+    path = directory / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def free_ports(count: int, taken: set[int] | None = None) -> list[int]:
+    """Distinct loopback TCP ports that are free right now."""
+    chosen: list[int] = []
+    avoid = set(taken or ())
+    sockets = []
+    try:
+        while len(chosen) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)  # held open so the kernel does not hand the same port out twice
+            port = sock.getsockname()[1]
+            if port not in avoid:
+                chosen.append(port)
+                avoid.add(port)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return chosen
+
+
+def node_names(mirrors: int) -> list[str]:
+    return ["producer"] + [f"mirror{i}" for i in range(1, mirrors + 1)]
+
+
+def camera_specs(count: int, ports: list[int]) -> list[CameraSpec]:
+    """Cameras alternate between two factories so per-factory access can be shown."""
+    return [CameraSpec(factory=f"factory{(k - 1) % 2 + 1}", device=f"cam{k}", port=ports[k - 1]) for k in range(1, count + 1)]

@@ -1,0 +1,173 @@
+"""Start, watch and stop daemon processes; wait for conditions with a deadline.
+
+Daemons of the devnet outlive the command that starts them (``--detach``), so
+they are tracked by pid and process group, not by an asyncio handle. Stopping
+is staged: SIGTERM to the group, a bounded wait, then SIGKILL, and the
+escalation is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from node.logs import kv
+
+log = logging.getLogger("camswarm.procs")
+
+# Children this process started, kept so they are reaped (no zombies) and so
+# their Popen handles are not collected while the daemon still runs.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class ConditionTimeout(TimeoutError):
+    """A polled condition did not become true before its deadline."""
+
+
+async def poll_until(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+) -> None:
+    """Await ``check()`` until it returns True; raise ConditionTimeout after ``timeout`` seconds.
+
+    Exceptions from ``check`` count as "not yet" (the daemon may still be
+    starting); the last one is reported if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            if await check():
+                return
+        except (OSError, ValueError, RuntimeError, TimeoutError) as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise ConditionTimeout(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        await asyncio.sleep(interval)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start a daemon in its own session (so it survives our exit) with output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (started by another camswarm command): init reaps it
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie."""
+    _reap(pid)
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    # The state letter follows the parenthesised command name.
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+def pid_matches(pid: int, executable: str) -> bool:
+    """Guard against pid reuse: does ``pid`` run a command whose argv mentions ``executable``?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return os.path.basename(executable).encode() in cmdline
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg(0) succeeds while zombies remain; check the leader and any member.
+    if pid_alive(pgid):
+        return True
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid and pid_alive(int(entry.name)):
+                    return True
+            except (ProcessLookupError, PermissionError):
+                continue
+    return False
+
+
+async def stop_group(pgid: int, *, name: str, term_timeout: float = 10.0) -> str:
+    """SIGTERM the process group, wait up to ``term_timeout``, then SIGKILL.
+
+    Returns "gone" (was not running), "stopped" (exited on TERM) or "killed".
+    """
+    if not group_alive(pgid):
+        return "gone"
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "gone"
+
+    async def exited() -> bool:
+        return not group_alive(pgid)
+
+    try:
+        await poll_until(exited, timeout=term_timeout, what=f"{name} to exit", interval=0.05)
+        return "stopped"
+    except ConditionTimeout:
+        log.warning("stop_escalated", extra=kv(process=name, pgid=pgid, after_s=term_timeout, signal="KILL"))
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "stopped"
+    await poll_until(exited, timeout=5.0, what=f"{name} to die after SIGKILL", interval=0.05)
+    return "killed"
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        data = path.read_bytes()[-16384:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])

@@ -1,0 +1,1 @@
+"""camswarm producer role (built in a later issue)."""
