@@ -21,7 +21,10 @@ def _progress(message: str) -> None:
 def _print_summary(info: dict[str, Any]) -> None:
     print(f"devnet in {info['dir']}: {'running' if info['running'] else 'stopped'}")
     for name, node in info["nodes"].items():
-        print(f"  {name:<10} kubo {node['kubo_api']}  gateway {node['kubo_gateway']}  cluster {node['cluster_api']}")
+        print(
+            f"  {name:<10} kubo {node['kubo_api']}  gateway {node['kubo_gateway']}"
+            f"  cluster {node['cluster_api']}"
+        )
     print(f"  catalog    {info['catalog']}")
     print(f"  topic      {info['topic']}")
     for cam in info["cameras"]:
@@ -78,7 +81,9 @@ async def _devnet_camera(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camswarm", description="Record IP cameras into a private IPFS network.")
+    parser = argparse.ArgumentParser(
+        prog="camswarm", description="Record IP cameras into a private IPFS network."
+    )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     roles = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
-        return asyncio.run(args.handler(args))
+        return int(asyncio.run(args.handler(args)))
     except network.DevnetError as exc:
         print(f"camswarm: error: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,6 @@ client reports an unreachable daemon, a timeout or an HTTP error the same way.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -96,7 +95,7 @@ class HTTPDaemonClient:
                         self.service, url, response.status, self.error_message(response.status, body)
                     )
                 yield response
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise DaemonTimeout(self.service, url, f"no answer within {limit:g}s") from exc
         except aiohttp.ClientConnectionError as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from node.errors import BadCID
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+# The stdlib's urlsafe decoder silently skips foreign characters; we refuse them.
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 # Multicodecs a CIDv1 may carry in camswarm (dag-pb, raw, dag-cbor, dag-json, libp2p-key).
 _KNOWN_CODECS = {0x70, 0x55, 0x71, 0x0129, 0x72}
@@ -34,6 +37,8 @@ def multibase_decode(text: str) -> bytes:
     padding = "=" * (-len(body) % 4)
     try:
         if prefix == "u":
+            if not _BASE64URL.fullmatch(body):
+                raise ValueError("invalid base64url character")
             return base64.urlsafe_b64decode(body + padding)
         if prefix == "m":
             return base64.b64decode(body + padding, validate=True)

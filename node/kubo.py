@@ -122,7 +122,9 @@ class KuboClient(HTTPDaemonClient):
             raise DaemonHTTPError(self.service, self.base_url + "/add", 200, "add returned no result")
         return records
 
-    async def cat(self, cid: str, *, offset: int = 0, length: int | None = None, timeout: float | None = None) -> bytes:
+    async def cat(
+        self, cid: str, *, offset: int = 0, length: int | None = None, timeout: float | None = None
+    ) -> bytes:
         params = [("arg", _ipfs_path(cid)), ("offset", str(offset))]
         if length is not None:
             params.append(("length", str(length)))
@@ -175,7 +177,9 @@ class KuboClient(HTTPDaemonClient):
 
         Records that fail to decode are skipped: what arrives here is untrusted.
         """
-        async with self.request("POST", "/pubsub/sub", params=[("arg", encode_topic(topic))], stream=True) as resp:
+        async with self.request(
+            "POST", "/pubsub/sub", params=[("arg", encode_topic(topic))], stream=True
+        ) as resp:
             buffer = b""
             async for chunk in resp.content.iter_any():
                 buffer += chunk
@@ -205,7 +209,9 @@ class KuboClient(HTTPDaemonClient):
     async def files_cp(self, source: str, dest: str, *, parents: bool = True, force: bool = False) -> None:
         """Link ``source`` (a CID or /ipfs/ path) at ``dest``; ``force`` replaces an existing entry."""
         src = "/ipfs/" + parse_cid(source) if not source.startswith("/") else source
-        await self._call("files/cp", [("arg", src), ("arg", dest), ("parents", _b(parents)), ("force", _b(force))])
+        await self._call(
+            "files/cp", [("arg", src), ("arg", dest), ("parents", _b(parents)), ("force", _b(force))]
+        )
 
     async def files_stat(self, path: str) -> FileStat:
         result = await self._call("files/stat", [("arg", path)])
@@ -230,7 +236,10 @@ class KuboClient(HTTPDaemonClient):
 
     async def swarm_peers(self) -> list[SwarmPeer]:
         result = await self._call("swarm/peers")
-        return [SwarmPeer(peer=str(p["Peer"]), addr=str(p.get("Addr", ""))) for p in (result or {}).get("Peers") or []]
+        return [
+            SwarmPeer(peer=str(p["Peer"]), addr=str(p.get("Addr", "")))
+            for p in (result or {}).get("Peers") or []
+        ]
 
     # --- IPNS -----------------------------------------------------------------------
     async def name_publish(
@@ -238,7 +247,12 @@ class KuboClient(HTTPDaemonClient):
     ) -> NameEntry:
         result = await self._call(
             "name/publish",
-            [("arg", _ipfs_path(path)), ("key", key), ("lifetime", lifetime), ("allow-offline", _b(allow_offline))],
+            [
+                ("arg", _ipfs_path(path)),
+                ("key", key),
+                ("lifetime", lifetime),
+                ("allow-offline", _b(allow_offline)),
+            ],
         )
         return NameEntry(name=str(result["Name"]), value=str(result["Value"]))
 

@@ -9,6 +9,7 @@ escalation is logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -62,10 +63,15 @@ def spawn(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    unset_prefixes: Sequence[str] = (),
 ) -> int:
-    """Start a daemon in its own session (so it survives our exit) with output to ``log_path``."""
+    """Start a daemon in its own session (so it survives our exit) with output to ``log_path``.
+
+    Variables starting with any of ``unset_prefixes`` are removed from the
+    inherited environment before ``env`` is applied.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
     if env:
         full_env.update(env)
     with log_path.open("ab") as out:
@@ -88,10 +94,9 @@ def _reap(pid: int) -> None:
         if child.poll() is not None:
             del _children[pid]
         return
-    try:
+    # Not our child (started by another camswarm command): init reaps it.
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # not our child (started by another camswarm command): init reaps it
 
 
 def pid_alive(pid: int) -> bool:

@@ -105,8 +105,6 @@ def cluster_private_config(
     secret: str,
     cluster_port: int,
     api_port: int,
-    proxy_port: int,
-    pinsvc_port: int,
     kubo_api_port: int,
     trusted_peers: Sequence[str],
 ) -> dict[str, Any]:
@@ -129,11 +127,9 @@ def cluster_private_config(
         "consensus.crdt.trusted_peers": list(trusted_peers),
         "consensus.crdt.cluster_name": "camswarm",
         "api.restapi.http_listen_multiaddress": loopback_tcp(api_port),
-        "api.ipfsproxy.listen_multiaddress": loopback_tcp(proxy_port),
-        "api.ipfsproxy.node_multiaddress": loopback_tcp(kubo_api_port),
-        "api.pinsvcapi.http_listen_multiaddress": loopback_tcp(pinsvc_port),
         "ipfs_connector.ipfshttp.node_multiaddress": loopback_tcp(kubo_api_port),
         "ipfs_connector.ipfshttp.connect_swarms_delay": "2s",
+        "cluster.pubsub.heartbeat_interval": "1s",
         "monitor.pubsubmon.check_interval": "2s",
         "informer.disk.metric_ttl": "5s",
         "informer.pinqueue.metric_ttl": "5s",
@@ -141,6 +137,9 @@ def cluster_private_config(
     }
     for key, value in settings.items():
         _set(doc, key, value)
+    # An API section left out of service.json is not started: no IPFS proxy, no pinning-service API.
+    for unused in ("ipfsproxy", "pinsvcapi"):
+        doc.get("api", {}).pop(unused, None)
     pebble = doc.get("datastore", {}).get("pebble", {}).get("pebble_options")
     if isinstance(pebble, dict):
         pebble["cache_size_bytes"] = 64 << 20  # the default 1 GiB per peer is sized for servers

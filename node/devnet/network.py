@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +82,12 @@ def kubo_env(directory: Path, node: str) -> dict[str, str]:
 
 
 async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_ENV_PREFIXES)}
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
     )
     out, _ = await proc.communicate()
     text = out.decode("utf-8", "replace")
@@ -94,16 +96,21 @@ async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str)
     return text
 
 
+_PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
+
+
 def _new_plan(mirrors: int, cameras: int) -> DevnetState:
     names = node_names(mirrors)
-    ports = free_ports(7 * len(names) + 1 + cameras)
+    ports = free_ports(_PORTS_PER_NODE * len(names) + 1 + cameras)
     nodes = []
     for i, name in enumerate(names):
-        p = ports[7 * i : 7 * i + 7]
+        p = ports[_PORTS_PER_NODE * i : _PORTS_PER_NODE * (i + 1)]
         nodes.append(NodeSpec(name=name, ports=NodePorts(*p)))
-    catalog_port = ports[7 * len(names)]
-    cams = camera_specs(cameras, ports[7 * len(names) + 1 :])
-    return DevnetState(nodes=nodes, cameras=cams, catalog_port=catalog_port, cluster_secret=new_cluster_secret())
+    catalog_port = ports[_PORTS_PER_NODE * len(names)]
+    cams = camera_specs(cameras, ports[_PORTS_PER_NODE * len(names) + 1 :])
+    return DevnetState(
+        nodes=nodes, cameras=cams, catalog_port=catalog_port, cluster_secret=new_cluster_secret()
+    )
 
 
 async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
@@ -113,7 +120,11 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
     async def init_one(node: NodeSpec) -> None:
         repo = kubo_repo(directory, node.name)
         repo.parent.mkdir(parents=True, exist_ok=True)
-        await _run([str(ipfs), "init", "--profile", "test"], env=kubo_env(directory, node.name), what=f"ipfs init ({node.name})")
+        await _run(
+            [str(ipfs), "init", "--profile", "test"],
+            env=kubo_env(directory, node.name),
+            what=f"ipfs init ({node.name})",
+        )
         config = json.loads((repo / "config").read_text())
         node.peer_id = str(config["Identity"]["PeerID"])
         (repo / "swarm.key").write_text(swarm_key)
@@ -124,7 +135,11 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
         peers = [PeerAddr(o.peer_id, loopback_tcp(o.ports.swarm)) for o in state.nodes if o is not node]
         config = json.loads((repo / "config").read_text())
         new = kubo_private_config(
-            config, api_port=node.ports.api, gateway_port=node.ports.gateway, swarm_port=node.ports.swarm, peers=peers
+            config,
+            api_port=node.ports.api,
+            gateway_port=node.ports.gateway,
+            swarm_port=node.ports.swarm,
+            peers=peers,
         )
         (repo / "config").write_text(json.dumps(new, indent=2))
 
@@ -151,23 +166,37 @@ async def _init_cluster(directory: Path, state: DevnetState, service: Path) -> N
             secret=state.cluster_secret,
             cluster_port=node.ports.cluster,
             api_port=node.ports.cluster_api,
-            proxy_port=node.ports.cluster_proxy,
-            pinsvc_port=node.ports.cluster_pinsvc,
             kubo_api_port=node.ports.api,
             trusted_peers=trusted,
         )
         (cdir / "service.json").write_text(json.dumps(new, indent=2))
-        others = [loopback_tcp(o.ports.cluster) + f"/p2p/{o.cluster_peer_id}" for o in state.nodes if o is not node]
+        others = [
+            loopback_tcp(o.ports.cluster) + f"/p2p/{o.cluster_peer_id}" for o in state.nodes if o is not node
+        ]
         (cdir / "peerstore").write_text("".join(a + "\n" for a in others))
 
 
 # --- processes --------------------------------------------------------------------------
 
 
-def _start(directory: Path, state: DevnetState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+# ipfs-cluster lets CLUSTER_* variables override service.json; a stray one in the
+# caller's shell must not change the devnet.
+CLUSTER_ENV_PREFIXES = ("CLUSTER_", "IPFS_CLUSTER_")
+
+
+def _start(
+    directory: Path,
+    state: DevnetState,
+    name: str,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+) -> None:
     log_file = log_path(directory, name)
-    pid = spawn(argv, log_path=log_file, env=env)
-    state.processes[name] = ProcessRecord(pid=pid, executable=argv[0] if "python" not in argv[0] else argv[1], log=str(log_file))
+    pid = spawn(argv, log_path=log_file, env=env, unset_prefixes=unset)
+    state.processes[name] = ProcessRecord(
+        pid=pid, executable=argv[0] if "python" not in argv[0] else argv[1], log=str(log_file)
+    )
     save_state(directory, state)
     log.info("process_started", extra=kv(process=name, pid=pid))
 
@@ -181,17 +210,29 @@ def _start_camera(directory: Path, state: DevnetState, cam: CameraSpec) -> None:
         directory,
         state,
         cam.process,
-        [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(cam.port), "--path", cam.device, "--label", f"{cam.factory}/{cam.device}"],
+        [
+            SYSTEM_PYTHON,
+            str(CAMERA_SCRIPT),
+            "--port",
+            str(cam.port),
+            "--path",
+            cam.device,
+            "--label",
+            f"{cam.factory}/{cam.device}",
+        ],
     )
 
 
-async def _wait(check: Callable[[], Any], what: str, directory: Path, process: str | None) -> None:
+async def _wait(
+    check: Callable[[], Awaitable[bool]], what: str, directory: Path, process: str | None
+) -> None:
     try:
         await poll_until(check, timeout=READY_TIMEOUT, what=what, interval=0.2)
     except ConditionTimeout as exc:
         detail = ""
         if process:
-            detail = f"\n--- last lines of {log_path(directory, process)} ---\n{tail(log_path(directory, process))}"
+            path = log_path(directory, process)
+            detail = f"\n--- last lines of {path} ---\n{tail(path)}"
         raise DevnetError(f"{exc}{detail}") from exc
 
 
@@ -223,7 +264,9 @@ def _check_tools() -> toolchain.ToolPaths:
     return paths
 
 
-async def up(directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: Progress = _quiet) -> DevnetState:
+async def up(
+    directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: Progress = _quiet
+) -> DevnetState:
     """Start (or restart) the devnet in ``directory``; return once every service answers."""
     if mirrors < 0 or mirrors > 8:
         raise DevnetError("--mirrors must be between 0 and 8")
@@ -245,7 +288,8 @@ async def up(directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: P
             )
         if state.mirror_count != mirrors or len(state.cameras) != cameras:
             raise DevnetError(
-                f"{directory} holds a devnet with {state.mirror_count} mirrors and {len(state.cameras)} cameras; "
+                f"{directory} holds a devnet with {state.mirror_count} mirrors "
+                f"and {len(state.cameras)} cameras; "
                 "use the same counts or a new --dir"
             )
         state.processes.clear()
@@ -266,34 +310,59 @@ async def up(directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: P
     return state
 
 
-async def _start_all(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress) -> None:
+async def _start_all(
+    directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress
+) -> None:
     _start(
         directory,
         state,
         "catalog",
-        [str(paths.ferretdb), "--listen", f"127.0.0.1:{state.catalog_port}", "--data-dir", str(directory / "catalog")],
+        [
+            str(paths.ferretdb),
+            "--listen",
+            f"127.0.0.1:{state.catalog_port}",
+            "--data-dir",
+            str(directory / "catalog"),
+        ],
     )
     for cam in state.cameras:
         _start_camera(directory, state, cam)
     for node in state.nodes:
-        _start(directory, state, f"kubo-{node.name}", [str(paths.ipfs), "daemon", "--enable-gc=false"], kubo_env(directory, node.name))
+        _start(
+            directory,
+            state,
+            f"kubo-{node.name}",
+            [str(paths.ipfs), "daemon", "--enable-gc=false"],
+            kubo_env(directory, node.name),
+        )
 
     progress("waiting for Kubo nodes")
     for node in state.nodes:
         api = f"http://127.0.0.1:{node.ports.api}"
-        await _wait(lambda api=api: probes.kubo_ready(api), f"Kubo {node.name} at {api}", directory, f"kubo-{node.name}")
+        await _wait(
+            partial(probes.kubo_ready, api),
+            f"Kubo {node.name} at {api}",
+            directory,
+            f"kubo-{node.name}",
+        )
     await _connect_swarm(state)
-    await _wait(lambda: _swarm_complete(state), "every Kubo node to see every other", directory, None)
+    await _wait(partial(_swarm_complete, state), "every Kubo node to see every other", directory, None)
 
     for node in state.nodes:
-        _start(directory, state, f"cluster-{node.name}", [str(paths.cluster_service), "--config", str(cluster_dir(directory, node.name)), "daemon"])
+        _start(
+            directory,
+            state,
+            f"cluster-{node.name}",
+            [str(paths.cluster_service), "--config", str(cluster_dir(directory, node.name)), "daemon"],
+            unset=CLUSTER_ENV_PREFIXES,
+        )
     progress("waiting for cluster peers")
     for node in state.nodes:
         api = f"http://127.0.0.1:{node.ports.cluster_api}"
 
         ids = {n.cluster_peer_id for n in state.nodes}
         await _wait(
-            lambda api=api: probes.cluster_allocatable(api, ids),
+            partial(probes.cluster_allocatable, api, ids),
             f"cluster peer {node.name} to see {len(ids)} peers and their metrics",
             directory,
             f"cluster-{node.name}",
@@ -301,10 +370,13 @@ async def _start_all(directory: Path, state: DevnetState, paths: toolchain.ToolP
 
     progress("waiting for the catalog and cameras")
     url = catalog_url(state)
-    await _wait(lambda: probes.catalog_ready(url), f"catalog at {url}", directory, "catalog")
+    await _wait(partial(probes.catalog_ready, url), f"catalog at {url}", directory, "catalog")
     for cam in state.cameras:
         await _wait(
-            lambda cam=cam: probes.rtsp_ready("127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}", directory, cam.process
+            partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device),
+            f"camera {cam.rtsp}",
+            directory,
+            cam.process,
         )
     save_state(directory, state)
 
@@ -372,7 +444,12 @@ async def camera_start(directory: Path, device: str) -> None:
     if record is not None and process_alive(record):
         raise DevnetError(f"camera {device} is already running")
     _start_camera(directory, state, cam)
-    await _wait(lambda: probes.rtsp_ready("127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}", directory, cam.process)
+    await _wait(
+        partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device),
+        f"camera {cam.rtsp}",
+        directory,
+        cam.process,
+    )
 
 
 def _camera(state: DevnetState, device: str) -> CameraSpec:
@@ -423,6 +500,7 @@ def status(directory: Path) -> dict[str, Any]:
             for c in state.cameras
         ],
         "processes": {
-            name: {"pid": rec.pid, "alive": alive[name], "log": rec.log} for name, rec in sorted(state.processes.items())
+            name: {"pid": rec.pid, "alive": alive[name], "log": rec.log}
+            for name, rec in sorted(state.processes.items())
         },
     }

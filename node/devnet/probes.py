@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from pymongo import AsyncMongoClient
 
@@ -40,7 +41,7 @@ async def catalog_ready(url: str) -> bool:
     try:
         await client.admin.command("ping")
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"; the caller polls with a deadline
+    except Exception:
         return False
     finally:
         await client.close()
@@ -62,7 +63,5 @@ async def rtsp_ready(host: str, port: int, path: str, timeout: float = 3.0) -> b
         return False
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass

@@ -25,8 +25,6 @@ class NodePorts:
     swarm: int
     cluster: int
     cluster_api: int
-    cluster_proxy: int
-    cluster_pinsvc: int
 
 
 @dataclass
@@ -154,4 +152,7 @@ def node_names(mirrors: int) -> list[str]:
 
 def camera_specs(count: int, ports: list[int]) -> list[CameraSpec]:
     """Cameras alternate between two factories so per-factory access can be shown."""
-    return [CameraSpec(factory=f"factory{(k - 1) % 2 + 1}", device=f"cam{k}", port=ports[k - 1]) for k in range(1, count + 1)]
+    return [
+        CameraSpec(factory=f"factory{(k - 1) % 2 + 1}", device=f"cam{k}", port=ports[k - 1])
+        for k in range(1, count + 1)
+    ]

@@ -69,4 +69,8 @@ async def test_pin_with_replication_and_expiry(devnet: dict[str, Any]) -> None:
 async def test_bad_pin_options_are_refused_before_sending(devnet: dict[str, Any]) -> None:
     async with ClusterClient(devnet["nodes"]["producer"]["cluster_api"]) as cluster:
         with pytest.raises(ValueError, match="replication_min"):
-            await cluster.pin("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", replication_min=3, replication_max=2)
+            await cluster.pin(
+                "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+                replication_min=3,
+                replication_max=2,
+            )

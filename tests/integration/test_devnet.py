@@ -18,8 +18,17 @@ from node.toolchain import require_system
 async def _ffprobe(url: str) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         str(require_system("ffprobe", "ffmpeg")),
-        "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
-        "-show_entries", "stream=codec_name,width,height", "-of", "json", url,
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "json",
+        url,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -51,7 +60,12 @@ async def test_up_on_a_running_dir_is_a_clear_error(devnet: dict[str, Any]) -> N
 
 async def _cli(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "node.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode is not None
@@ -60,7 +74,9 @@ async def _cli(*args: str) -> tuple[int, str, str]:
 
 async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
     directory = tmp_path / "net"
-    code, out, err = await _cli("devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach")
+    code, out, err = await _cli(
+        "devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach"
+    )
     try:
         assert code == 0, err
         code, out, _ = await _cli("devnet", "status", "--dir", str(directory), "--json")
@@ -70,7 +86,9 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert len(pids) == 1 + 2 * 2 + 1  # catalog, (kubo + cluster) x 2, camera
         assert all(p["alive"] for p in info["processes"].values())
 
-        code, _, err = await _cli("devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach")
+        code, _, err = await _cli(
+            "devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach"
+        )
         assert code == 1 and "already running" in err
 
         code, out, _ = await _cli("devnet", "camera", "stop", "cam1", "--dir", str(directory))
@@ -87,7 +105,9 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
     assert code == 3
 
     # Up again in the same directory: same identities, data kept.
-    code, _, err = await _cli("devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach")
+    code, _, err = await _cli(
+        "devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach"
+    )
     try:
         assert code == 0, err
         again = json.loads((await _cli("devnet", "status", "--dir", str(directory), "--json"))[1])

@@ -154,13 +154,19 @@ async def outsider(tmp_path: Path) -> AsyncIterator[str]:
     repo = tmp_path / "outsider"
     env = {**os.environ, "IPFS_PATH": str(repo), "IPFS_TELEMETRY": "off"}
     env.pop("LIBP2P_FORCE_PNET", None)
-    init = await asyncio.create_subprocess_exec(ipfs, "init", "--profile", "test", env=env, stdout=asyncio.subprocess.DEVNULL)
+    init = await asyncio.create_subprocess_exec(
+        ipfs, "init", "--profile", "test", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
     assert await init.wait() == 0
     api, gateway, swarm = free_ports(3)
     config = json.loads((repo / "config").read_text())
     config = kubo_private_config(config, api_port=api, gateway_port=gateway, swarm_port=swarm, peers=[])
     (repo / "config").write_text(json.dumps(config))
-    pid = spawn([ipfs, "daemon"], log_path=tmp_path / "outsider.log", env={"IPFS_PATH": str(repo), "IPFS_TELEMETRY": "off"})
+    pid = spawn(
+        [ipfs, "daemon"],
+        log_path=tmp_path / "outsider.log",
+        env={"IPFS_PATH": str(repo), "IPFS_TELEMETRY": "off"},
+    )
     url = f"http://127.0.0.1:{api}"
     try:
         await poll_until(lambda: kubo_ready(url), timeout=60, what="outsider Kubo node")
