@@ -99,6 +99,12 @@ async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str)
 _PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
 
 
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def _new_plan(mirrors: int, cameras: int) -> DevnetState:
     names = node_names(mirrors)
     ports = free_ports(_PORTS_PER_NODE * len(names) + 1 + cameras)
@@ -115,7 +121,7 @@ def _new_plan(mirrors: int, cameras: int) -> DevnetState:
 
 async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
     swarm_key = new_swarm_key()
-    (directory / "swarm.key").write_text(swarm_key)
+    _write_secret(directory / "swarm.key", swarm_key)
 
     async def init_one(node: NodeSpec) -> None:
         repo = kubo_repo(directory, node.name)
@@ -127,7 +133,7 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
         )
         config = json.loads((repo / "config").read_text())
         node.peer_id = str(config["Identity"]["PeerID"])
-        (repo / "swarm.key").write_text(swarm_key)
+        _write_secret(repo / "swarm.key", swarm_key)
 
     await asyncio.gather(*(init_one(n) for n in state.nodes))
     for node in state.nodes:
@@ -277,7 +283,7 @@ async def up(
     except toolchain.ToolMissing as exc:
         raise DevnetError(str(exc)) from exc
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     state = load_state(directory)
     if state is not None:
         running = [name for name, rec in state.processes.items() if process_alive(rec)]

@@ -122,7 +122,10 @@ def load_state(directory: Path) -> DevnetState | None:
 def save_state(directory: Path, state: DevnetState) -> None:
     path = directory / STATE_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state.to_json(), indent=2) + "\n")
+    # The state holds the cluster secret: owner-only from the first byte.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(state.to_json(), indent=2) + "\n")
     os.replace(tmp, path)
 
 
