@@ -1,0 +1,107 @@
+"""The producer's configuration (TOML). See docs/producer.example.toml."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from node.config import ConfigError, load, setting
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+HOSTPORT = r"127\.0\.0\.1:[0-9]{1,5}|\[::1\]:[0-9]{1,5}|localhost:[0-9]{1,5}|[0-9.]+:[0-9]{1,5}"
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    factory: str = setting(pattern=NAME)
+    device: str = setting(pattern=NAME)
+    rtsp_url: str = setting(pattern=r"rtsps?://[^\s]+")
+    username: str = setting("")
+    # The password comes from an environment variable or a file, never from this file.
+    password_env: str = setting("", pattern=r"([A-Za-z_][A-Za-z0-9_]*)?")
+    password_file: str = setting("")
+    segment_seconds: int = setting(2, min=1, max=10)
+    replication_min: int = setting(2, min=1, max=64)
+    replication_max: int = setting(3, min=1, max=64)
+    retention_days: int = setting(30, min=1, max=3650)
+    audio: bool = setting(False)
+
+    def __post_init__(self) -> None:
+        if self.replication_min > self.replication_max:
+            raise ConfigError("replication_min", "must not exceed replication_max")
+        if self.password_env and self.password_file:
+            raise ConfigError("password_env", "set password_env or password_file, not both")
+        if "@" in (urlsplit(self.rtsp_url).netloc or ""):
+            raise ConfigError(
+                "rtsp_url", "must not contain credentials; use username and password_env/password_file"
+            )
+
+    @property
+    def key(self) -> str:
+        return f"{self.factory}/{self.device}"
+
+    def password(self) -> str:
+        """Resolve the secret at start-up; raises ConfigError naming where it was expected."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"camera {self.key}.password_env", f"environment variable {self.password_env} is not set"
+                )
+            return value
+        if self.password_file:
+            try:
+                return Path(self.password_file).expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"camera {self.key}.password_file", f"cannot read: {exc.strerror}"
+                ) from None
+        return ""
+
+    def authenticated_url(self) -> str:
+        """The RTSP URL with credentials, for ffmpeg only: never log it."""
+        if not self.username:
+            return self.rtsp_url
+        parts = urlsplit(self.rtsp_url)
+        userinfo = quote(self.username, safe="") + ":" + quote(self.password(), safe="")
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    kubo_api: str = setting("http://127.0.0.1:5001", pattern=r"https?://[^\s/]+")
+    cluster_api: str = setting("http://127.0.0.1:9094", pattern=r"https?://[^\s/]+")
+    catalog: str = setting("mongodb://127.0.0.1:27017/", pattern=r"mongodb(\+srv)?://\S+")
+    catalog_db: str = setting("camswarm", pattern=NAME)
+    topic: str = setting("camswarm/segments/v1", pattern=r"[A-Za-z0-9/_.-]{1,128}")
+    state_dir: Path = setting(Path("/var/lib/camswarm/producer"))
+    key_file: str = setting("")  # default: <state_dir>/producer.key
+    admin_listen: str = setting("127.0.0.1:9180", pattern=HOSTPORT)
+    local_retention_hours: float = setting(24.0, min=0, max=24 * 365)
+    disk_min_free_mb: int = setting(1024, min=0, max=1 << 30)
+    ffmpeg: str = setting("ffmpeg")
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file).expanduser() if self.key_file else self.state_dir / "producer.key"
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    node: NodeSettings = setting(NodeSettings())
+    cameras: list[CameraConfig] = setting([])
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ConfigError("cameras", "at least one [[cameras]] entry is required")
+        seen: set[str] = set()
+        for index, camera in enumerate(self.cameras):
+            if camera.key in seen:
+                raise ConfigError(f"cameras[{index}]", f"duplicate camera {camera.key}")
+            seen.add(camera.key)
+
+
+def load_config(path: Path) -> ProducerConfig:
+    return load(ProducerConfig, path)
