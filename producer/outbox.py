@@ -1,0 +1,257 @@
+"""The producer's durable outbox: every segment is journaled before any network step.
+
+A segment moves through the steps ``add -> pin -> link -> catalog -> announce``;
+each step is idempotent and its completion is committed before the next one
+starts, so a crash repeats at most the step that was in flight. Sequence
+numbers are allocated per camera inside the journaling transaction, so they
+only increase and survive restarts. Work is handed out per camera in seq
+order: a segment whose step keeps failing holds back the later ones of its
+camera (order kept), never those of other cameras.
+
+SQLite in WAL mode with ``synchronous=FULL``: a journaled segment survives a
+power cut. The calls are short and synchronous; async callers run them in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STEPS = ("add", "pin", "link", "catalog", "announce")
+JOURNALED = "journaled"
+DONE = "done"
+# state after each step; the state names the last step completed
+STATES = (JOURNALED, *STEPS)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cameras (
+    camera TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    camera TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    path TEXT NOT NULL,
+    start TEXT NOT NULL,
+    duration REAL NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cid TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    not_before REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    done_at REAL,
+    file_deleted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (camera, seq),
+    UNIQUE (camera, session, filename)
+);
+CREATE INDEX IF NOT EXISTS segments_pending ON segments (camera, state, seq);
+"""
+
+
+def next_step(state: str) -> str | None:
+    """The step to run for a segment in ``state``; None once announced."""
+    if state == JOURNALED:
+        return STEPS[0]
+    index = STEPS.index(state)
+    return STEPS[index + 1] if index + 1 < len(STEPS) else None
+
+
+def backoff(attempts: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait after the ``attempts``-th consecutive failure."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class NewSegment:
+    camera: str
+    session: str
+    filename: str
+    path: str
+    start: str
+    duration: float
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    camera: str
+    seq: int
+    session: str
+    filename: str
+    path: str
+    start: str
+    duration: float
+    size: int
+    sha256: str
+    state: str
+    cid: str | None
+    attempts: int
+    last_error: str
+    not_before: float
+    created_at: float
+
+    @property
+    def step(self) -> str | None:
+        return next_step(self.state)
+
+
+class Outbox:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def journal(self, segment: NewSegment) -> Entry:
+        """Record a completed segment and give it the camera's next seq; idempotent per file."""
+        with self._tx() as db:
+            existing = db.execute(
+                "SELECT * FROM segments WHERE camera=? AND session=? AND filename=?",
+                (segment.camera, segment.session, segment.filename),
+            ).fetchone()
+            if existing is not None:
+                return _entry(existing)
+            row = db.execute("SELECT next_seq FROM cameras WHERE camera=?", (segment.camera,)).fetchone()
+            seq = int(row["next_seq"]) if row else 0
+            db.execute(
+                "INSERT INTO cameras (camera, next_seq) VALUES (?, ?) "
+                "ON CONFLICT(camera) DO UPDATE SET next_seq=excluded.next_seq",
+                (segment.camera, seq + 1),
+            )
+            cursor = db.execute(
+                "INSERT INTO segments (camera, seq, session, filename, path, start, duration, size, sha256,"
+                " state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    segment.camera,
+                    seq,
+                    segment.session,
+                    segment.filename,
+                    segment.path,
+                    segment.start,
+                    segment.duration,
+                    segment.size,
+                    segment.sha256,
+                    JOURNALED,
+                    self._clock(),
+                ),
+            )
+            new = db.execute("SELECT * FROM segments WHERE id=?", (cursor.lastrowid,)).fetchone()
+        return _entry(new)
+
+    def head(self, camera: str) -> Entry | None:
+        """The camera's oldest unfinished segment: the only one it may work on now."""
+        row = self._db.execute(
+            "SELECT * FROM segments WHERE camera=? AND state != ? ORDER BY seq LIMIT 1", (camera, STEPS[-1])
+        ).fetchone()
+        return _entry(row) if row else None
+
+    def complete(self, entry_id: int, step: str, *, cid: str | None = None) -> Entry:
+        """Commit that ``step`` succeeded; refuses to skip or repeat a step."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no outbox entry {entry_id}")
+            expected = next_step(row["state"])
+            if expected != step:
+                raise ValueError(
+                    f"entry {entry_id} is at {row['state']!r}; next step is {expected!r}, not {step!r}"
+                )
+            done_at = self._clock() if step == STEPS[-1] else None
+            db.execute(
+                "UPDATE segments SET state=?, cid=COALESCE(?, cid), attempts=0, last_error='', not_before=0,"
+                " done_at=COALESCE(?, done_at) WHERE id=?",
+                (step, cid, done_at, entry_id),
+            )
+            updated = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
+        return _entry(updated)
+
+    def fail(self, entry_id: int, error: str) -> Entry:
+        """Record a failed attempt; the entry is retried after an exponential backoff."""
+        with self._tx() as db:
+            row = db.execute("SELECT attempts FROM segments WHERE id=?", (entry_id,)).fetchone()
+            attempts = int(row["attempts"]) + 1
+            db.execute(
+                "UPDATE segments SET attempts=?, last_error=?, not_before=? WHERE id=?",
+                (attempts, error[:500], self._clock() + backoff(attempts), entry_id),
+            )
+            updated = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
+        return _entry(updated)
+
+    def depth(self, camera: str | None = None) -> tuple[int, float | None]:
+        """(unfinished segments, age in seconds of the oldest), overall or for one camera."""
+        query = "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM segments WHERE state != ?"
+        args: tuple[object, ...] = (STEPS[-1],)
+        if camera is not None:
+            query += " AND camera=?"
+            args += (camera,)
+        row = self._db.execute(query, args).fetchone()
+        oldest = row["oldest"]
+        return int(row["n"]), (self._clock() - float(oldest)) if oldest is not None else None
+
+    def deletable(self, older_than: float) -> list[Entry]:
+        """Announced segments whose local file may go: done before ``older_than`` (epoch seconds)."""
+        rows = self._db.execute(
+            "SELECT * FROM segments WHERE state=? AND file_deleted=0 AND done_at < ? ORDER BY id",
+            (STEPS[-1], older_than),
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def mark_deleted(self, entry_id: int) -> None:
+        self._db.execute("UPDATE segments SET file_deleted=1 WHERE id=?", (entry_id,))
+
+    def entries(self, camera: str) -> list[Entry]:
+        rows = self._db.execute("SELECT * FROM segments WHERE camera=? ORDER BY seq", (camera,)).fetchall()
+        return [_entry(r) for r in rows]
+
+    def cameras(self) -> list[str]:
+        return [str(r["camera"]) for r in self._db.execute("SELECT camera FROM cameras ORDER BY camera")]
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    return Entry(
+        id=int(row["id"]),
+        camera=str(row["camera"]),
+        seq=int(row["seq"]),
+        session=str(row["session"]),
+        filename=str(row["filename"]),
+        path=str(row["path"]),
+        start=str(row["start"]),
+        duration=float(row["duration"]),
+        size=int(row["size"]),
+        sha256=str(row["sha256"]),
+        state=str(row["state"]),
+        cid=row["cid"],
+        attempts=int(row["attempts"]),
+        last_error=str(row["last_error"]),
+        not_before=float(row["not_before"]),
+        created_at=float(row["created_at"]),
+    )
