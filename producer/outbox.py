@@ -85,17 +85,11 @@ class NewSegment:
 
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(NewSegment):
+    """A journaled segment and where it stands in the pipeline."""
+
     id: int
-    camera: str
     seq: int
-    session: str
-    filename: str
-    path: str
-    start: str
-    duration: float
-    size: int
-    sha256: str
     state: str
     cid: str | None
     attempts: int
