@@ -36,7 +36,27 @@ async def cluster_allocatable(api: str, peer_ids: set[str]) -> bool:
     return peer_ids <= peers and peer_ids <= metrics
 
 
+async def _port_open(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 async def catalog_ready(url: str) -> bool:
+    """The port accepts connections, then a MongoDB ``ping`` succeeds.
+
+    The plain TCP check comes first so no driver client is torn down while its
+    connection attempt to a not-yet-listening server is still in flight.
+    """
+    address = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = address.rpartition(":")
+    if not await _port_open(host, int(port)):
+        return False
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url, serverSelectionTimeoutMS=1000)
     try:
         await client.admin.command("ping")

@@ -1,0 +1,117 @@
+"""The catalog: MongoDB-protocol storage of what exists (FerretDB locally, a replica set in production).
+
+Collections:
+- ``segments``: one document per recorded segment, unique on
+  (factory, device, seq), indexed on (factory, device, start).
+- ``cameras``: each camera's latest state, keyed by ``_id = "factory/device"``.
+
+Every write is an upsert that never overwrites what was first recorded, so a
+retried step cannot duplicate or alter a segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+
+from node.errors import DaemonError
+
+SEGMENT_KEY = ("factory", "device", "seq")
+
+
+class CatalogUnavailable(DaemonError):
+    """The catalog could not be reached or refused the operation."""
+
+
+class Catalog:
+    def __init__(self, url: str, database: str = "camswarm", *, timeout: float = 5.0) -> None:
+        self.url = url
+        ms = int(timeout * 1000)
+        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, socketTimeoutMS=ms, tz_aware=True
+        )
+        self._db = self._client[database]
+        self.segments = self._db["segments"]
+        self.cameras = self._db["cameras"]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _fail(self, what: str, exc: PyMongoError) -> CatalogUnavailable:
+        # The connection string may carry credentials: report only the operation and the error.
+        kind = "unreachable" if isinstance(exc, ConnectionFailure) else "error"
+        return CatalogUnavailable("catalog", "mongodb", f"{what}: {kind}: {exc}")
+
+    async def ensure_indexes(self) -> None:
+        try:
+            await self.segments.create_index(
+                [(k, ASCENDING) for k in SEGMENT_KEY], unique=True, name="camera_seq_unique"
+            )
+            await self.segments.create_index(
+                [("factory", ASCENDING), ("device", ASCENDING), ("start", ASCENDING)], name="camera_start"
+            )
+        except PyMongoError as exc:
+            raise self._fail("create indexes", exc) from exc
+
+    async def upsert_segment(self, doc: Mapping[str, Any]) -> bool:
+        """Record a segment once; returns True if this call inserted it."""
+        missing = [k for k in SEGMENT_KEY if k not in doc]
+        if missing:
+            raise ValueError(f"segment document lacks {missing}")
+        key = {k: doc[k] for k in SEGMENT_KEY}
+        try:
+            result = await self.segments.update_one(key, {"$setOnInsert": dict(doc)}, upsert=True)
+        except OperationFailure as exc:
+            if exc.code == 11000:  # a concurrent insert of the same key won: it is recorded
+                return False
+            raise self._fail("upsert segment", exc) from exc
+        except PyMongoError as exc:
+            raise self._fail("upsert segment", exc) from exc
+        return result.upserted_id is not None
+
+    async def segments_by_seq(self, factory: str, device: str, first: int, last: int) -> list[dict[str, Any]]:
+        """Segments of a camera with ``first <= seq <= last``, in seq order."""
+        query = {"factory": factory, "device": device, "seq": {"$gte": first, "$lte": last}}
+        try:
+            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort("seq", ASCENDING)]
+        except PyMongoError as exc:
+            raise self._fail("query segments", exc) from exc
+
+    async def segments_between(
+        self, factory: str, device: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """Segments of a camera that start in ``[start, end)``, in time order."""
+        query = {"factory": factory, "device": device, "start": {"$gte": start, "$lt": end}}
+        try:
+            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort("start", ASCENDING)]
+        except PyMongoError as exc:
+            raise self._fail("query segments", exc) from exc
+
+    async def set_camera_state(self, factory: str, device: str, fields: Mapping[str, Any]) -> None:
+        try:
+            await self.cameras.update_one(
+                {"_id": f"{factory}/{device}"},
+                {"$set": {"factory": factory, "device": device, **fields}},
+                upsert=True,
+            )
+        except PyMongoError as exc:
+            raise self._fail("update camera", exc) from exc
+
+    async def camera_state(self, factory: str, device: str) -> dict[str, Any] | None:
+        try:
+            return await self.cameras.find_one({"_id": f"{factory}/{device}"})
+        except PyMongoError as exc:
+            raise self._fail("read camera", exc) from exc
