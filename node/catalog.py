@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from node.errors import DaemonError
+from node.resources import AsyncResource
 
 SEGMENT_KEY = ("factory", "device", "seq")
 
@@ -28,7 +28,7 @@ class CatalogUnavailable(DaemonError):
     """The catalog could not be reached or refused the operation."""
 
 
-class Catalog:
+class Catalog(AsyncResource):
     def __init__(self, url: str, database: str = "camswarm", *, timeout: float = 5.0) -> None:
         self.url = url
         ms = int(timeout * 1000)
@@ -38,14 +38,6 @@ class Catalog:
         self._db = self._client[database]
         self.segments = self._db["segments"]
         self.cameras = self._db["cameras"]
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._client.close()

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
 from node.errors import DaemonHTTPError, DaemonTimeout, DaemonUnreachable
+from node.resources import AsyncResource
 
 Params = Sequence[tuple[str, str]] | Mapping[str, str]
 
 
-class HTTPDaemonClient:
+class HTTPDaemonClient(AsyncResource):
     """Owns an aiohttp session for one daemon's HTTP API."""
 
     service = "daemon"
@@ -28,14 +28,6 @@ class HTTPDaemonClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._session is not None:
