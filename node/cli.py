@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.config import ConfigError
 from node.devnet import network
+from node.keys import KeyFileError
 from node.logs import configure_logging
 
 
@@ -80,6 +82,19 @@ async def _devnet_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _producer_pubkey(args: argparse.Namespace) -> int:
+    # Imported here: the producer role is optional for users of the devnet alone.
+    from node import announce, keys
+    from producer.config import load_config
+
+    config = load_config(Path(args.config))
+    key, created = keys.load_or_create(config.node.key_path)
+    if created:
+        print(f"created a new producer key at {config.node.key_path}", file=sys.stderr)
+    print(announce.key_id(key.public_key()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camswarm", description="Record IP cameras into a private IPFS network."
@@ -107,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("device", help="camera device name, e.g. cam1")
     cam.add_argument("--dir", required=True)
     cam.set_defaults(handler=_devnet_camera)
+    producer = roles.add_parser("producer", help="the recording node next to the cameras")
+    psub = producer.add_subparsers(dest="producer_command", required=True, metavar="ACTION")
+    pubkey = psub.add_parser("pubkey", help="print the key id that mirrors allow-list (creates the key once)")
+    pubkey.add_argument("--config", required=True, help="the producer's TOML config")
+    pubkey.set_defaults(handler=_producer_pubkey)
     return parser
 
 
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         return int(asyncio.run(args.handler(args)))
-    except network.DevnetError as exc:
+    except (network.DevnetError, ConfigError, KeyFileError) as exc:
         print(f"camswarm: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -153,3 +153,10 @@ def test_session_names_sort_by_time() -> None:
     first = session_name(datetime(2026, 11, 21, 6, 27, 5, tzinfo=UTC))
     assert first == "20261121T062705Z"
     assert session_name(datetime(2026, 11, 21, 6, 27, 5, tzinfo=UTC), attempt=1) == "20261121T062705Z-1"
+
+
+def test_documented_example_loads() -> None:
+    example = Path(__file__).parents[2] / "docs" / "producer.example.toml"
+    config = load_config(example)
+    assert [c.key for c in config.cameras] == ["factory1/gate", "factory1/dock"]
+    assert config.node.admin_listen == "127.0.0.1:9180"
