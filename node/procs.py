@@ -57,6 +57,12 @@ async def poll_until(
         await asyncio.sleep(interval)
 
 
+def child_env(env: Mapping[str, str] | None = None, unset_prefixes: Sequence[str] = ()) -> dict[str, str]:
+    """Our environment minus variables starting with ``unset_prefixes``, plus ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
+    return {**inherited, **(env or {})}
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -71,16 +77,13 @@ def spawn(
     inherited environment before ``env`` is applied.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
-    if env:
-        full_env.update(env)
     with log_path.open("ab") as out:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env=child_env(env, unset_prefixes),
             cwd=cwd,
             start_new_session=True,
         )

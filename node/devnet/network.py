@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -38,10 +37,20 @@ from node.devnet.state import (
     load_state,
     node_names,
     save_state,
+    write_private,
 )
 from node.kubo import KuboClient
 from node.logs import kv
-from node.procs import ConditionTimeout, group_alive, pid_matches, poll_until, spawn, stop_group, tail
+from node.procs import (
+    ConditionTimeout,
+    child_env,
+    group_alive,
+    pid_matches,
+    poll_until,
+    spawn,
+    stop_group,
+    tail,
+)
 
 log = logging.getLogger("camswarm.devnet")
 
@@ -82,12 +91,11 @@ def kubo_env(directory: Path, node: str) -> dict[str, str]:
 
 
 async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_ENV_PREFIXES)}
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**inherited, **(env or {})},
+        env=child_env(env, CLUSTER_ENV_PREFIXES),
     )
     out, _ = await proc.communicate()
     text = out.decode("utf-8", "replace")
@@ -97,12 +105,6 @@ async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str)
 
 
 _PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
-
-
-def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
 
 
 def _new_plan(mirrors: int, cameras: int) -> DevnetState:
@@ -121,7 +123,9 @@ def _new_plan(mirrors: int, cameras: int) -> DevnetState:
 
 async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
     swarm_key = new_swarm_key()
-    _write_secret(directory / "swarm.key", swarm_key)
+    write_private(directory / "swarm.key", swarm_key)
+
+    configs: dict[str, dict[str, Any]] = {}
 
     async def init_one(node: NodeSpec) -> None:
         repo = kubo_repo(directory, node.name)
@@ -131,17 +135,17 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
             env=kubo_env(directory, node.name),
             what=f"ipfs init ({node.name})",
         )
-        config = json.loads((repo / "config").read_text())
-        node.peer_id = str(config["Identity"]["PeerID"])
-        _write_secret(repo / "swarm.key", swarm_key)
+        configs[node.name] = json.loads((repo / "config").read_text())
+        node.peer_id = str(configs[node.name]["Identity"]["PeerID"])
+        write_private(repo / "swarm.key", swarm_key)
 
+    # Every node's config names every other node's peer ID, so all must exist first.
     await asyncio.gather(*(init_one(n) for n in state.nodes))
     for node in state.nodes:
         repo = kubo_repo(directory, node.name)
         peers = [PeerAddr(o.peer_id, loopback_tcp(o.ports.swarm)) for o in state.nodes if o is not node]
-        config = json.loads((repo / "config").read_text())
         new = kubo_private_config(
-            config,
+            configs[node.name],
             api_port=node.ports.api,
             gateway_port=node.ports.gateway,
             swarm_port=node.ports.swarm,
@@ -197,12 +201,12 @@ def _start(
     argv: list[str],
     env: dict[str, str] | None = None,
     unset: tuple[str, ...] = (),
+    executable: str | None = None,
 ) -> None:
+    """Spawn a daemon and record it; ``executable`` (default argv[0]) guards against pid reuse."""
     log_file = log_path(directory, name)
     pid = spawn(argv, log_path=log_file, env=env, unset_prefixes=unset)
-    state.processes[name] = ProcessRecord(
-        pid=pid, executable=argv[0] if "python" not in argv[0] else argv[1], log=str(log_file)
-    )
+    state.processes[name] = ProcessRecord(pid=pid, executable=executable or argv[0], log=str(log_file))
     save_state(directory, state)
     log.info("process_started", extra=kv(process=name, pid=pid))
 
@@ -226,6 +230,7 @@ def _start_camera(directory: Path, state: DevnetState, cam: CameraSpec) -> None:
             "--label",
             f"{cam.factory}/{cam.device}",
         ],
+        executable=str(CAMERA_SCRIPT),  # argv[0] is the shared system Python
     )
 
 
@@ -245,7 +250,7 @@ async def _wait(
 async def _connect_swarm(state: DevnetState) -> None:
     """Dial every pair now; Peering keeps them connected after restarts."""
     for node in state.nodes:
-        async with KuboClient(f"http://127.0.0.1:{node.ports.api}", timeout=10) as kubo:
+        async with KuboClient(node.kubo_api, timeout=10) as kubo:
             for other in state.nodes:
                 if other is not node:
                     await kubo.swarm_connect(PeerAddr(other.peer_id, loopback_tcp(other.ports.swarm)).full)
@@ -253,7 +258,7 @@ async def _connect_swarm(state: DevnetState) -> None:
 
 async def _swarm_complete(state: DevnetState) -> bool:
     for node in state.nodes:
-        async with KuboClient(f"http://127.0.0.1:{node.ports.api}", timeout=3) as kubo:
+        async with KuboClient(node.kubo_api, timeout=3) as kubo:
             connected = {p.peer for p in await kubo.swarm_peers()}
         if not {o.peer_id for o in state.nodes if o is not node} <= connected:
             return False
@@ -344,10 +349,9 @@ async def _start_all(
 
     progress("waiting for Kubo nodes")
     for node in state.nodes:
-        api = f"http://127.0.0.1:{node.ports.api}"
         await _wait(
-            partial(probes.kubo_ready, api),
-            f"Kubo {node.name} at {api}",
+            partial(probes.kubo_ready, node.kubo_api),
+            f"Kubo {node.name} at {node.kubo_api}",
             directory,
             f"kubo-{node.name}",
         )
@@ -363,12 +367,10 @@ async def _start_all(
             unset=CLUSTER_ENV_PREFIXES,
         )
     progress("waiting for cluster peers")
+    ids = {n.cluster_peer_id for n in state.nodes}
     for node in state.nodes:
-        api = f"http://127.0.0.1:{node.ports.cluster_api}"
-
-        ids = {n.cluster_peer_id for n in state.nodes}
         await _wait(
-            partial(probes.cluster_allocatable, api, ids),
+            partial(probes.cluster_allocatable, node.cluster_api, ids),
             f"cluster peer {node.name} to see {len(ids)} peers and their metrics",
             directory,
             f"cluster-{node.name}",
@@ -411,21 +413,19 @@ async def _stop_all(directory: Path, state: DevnetState) -> dict[str, str]:
     return results
 
 
-async def _stop_one(state: DevnetState, name: str) -> str:
-    record = state.processes[name]
-    if not pid_matches(record.pid, record.executable):
+async def _stop_one(state: DevnetState, name: str, term_timeout: float = 15.0) -> str:
+    record = state.processes.get(name)
+    if record is None or not pid_matches(record.pid, record.executable):
         return "gone"
-    outcome = await stop_group(record.pid, name=name, term_timeout=15.0)
+    outcome = await stop_group(record.pid, name=name, term_timeout=term_timeout)
     log.info("process_stopped", extra=kv(process=name, pid=record.pid, outcome=outcome))
     return outcome
 
 
 async def down(directory: Path) -> dict[str, str]:
     """Stop every process the devnet in ``directory`` started; data stays for the next ``up``."""
-    state = load_state(directory.resolve())
-    if state is None:
-        raise DevnetError(f"no devnet in {directory} (no devnet.json)")
-    return await _stop_all(directory.resolve(), state)
+    directory = directory.resolve()
+    return await _stop_all(directory, _require_state(directory))
 
 
 # --- cameras ----------------------------------------------------------------------------
@@ -435,11 +435,10 @@ async def camera_stop(directory: Path, device: str) -> str:
     directory = directory.resolve()
     state = _require_state(directory)
     cam = _camera(state, device)
-    record = state.processes.pop(cam.process, None)
+    outcome = await _stop_one(state, cam.process, term_timeout=5.0)
+    state.processes.pop(cam.process, None)
     save_state(directory, state)
-    if record is None or not pid_matches(record.pid, record.executable):
-        return "gone"
-    return await stop_group(record.pid, name=cam.process, term_timeout=5.0)
+    return outcome
 
 
 async def camera_start(directory: Path, device: str) -> None:
@@ -487,11 +486,11 @@ def status(directory: Path) -> dict[str, Any]:
     nodes: dict[str, Any] = {}
     for node in state.nodes:
         nodes[node.name] = {
-            "kubo_api": f"http://127.0.0.1:{node.ports.api}",
-            "kubo_gateway": f"http://127.0.0.1:{node.ports.gateway}",
+            "kubo_api": node.kubo_api,
+            "kubo_gateway": node.kubo_gateway,
             "peer_id": node.peer_id,
             "swarm": PeerAddr(node.peer_id, loopback_tcp(node.ports.swarm)).full,
-            "cluster_api": f"http://127.0.0.1:{node.ports.cluster_api}",
+            "cluster_api": node.cluster_api,
             "cluster_peer_id": node.cluster_peer_id,
         }
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 from pymongo import AsyncMongoClient
 
@@ -53,9 +54,8 @@ async def catalog_ready(url: str) -> bool:
     The plain TCP check comes first so no driver client is torn down while its
     connection attempt to a not-yet-listening server is still in flight.
     """
-    address = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
-    host, _, port = address.rpartition(":")
-    if not await _port_open(host, int(port)):
+    parts = urlsplit(url)
+    if not await _port_open(parts.hostname or "127.0.0.1", parts.port or 27017):
         return False
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url, serverSelectionTimeoutMS=1000)
     try:

@@ -34,6 +34,18 @@ class NodeSpec:
     peer_id: str = ""
     cluster_peer_id: str = ""
 
+    @property
+    def kubo_api(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def kubo_gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def cluster_api(self) -> str:
+        return f"http://127.0.0.1:{self.ports.cluster_api}"
+
 
 @dataclass
 class CameraSpec:
@@ -119,14 +131,18 @@ def load_state(directory: Path) -> DevnetState | None:
         raise ValueError(f"{path} is not a valid devnet state file: {exc}") from exc
 
 
-def save_state(directory: Path, state: DevnetState) -> None:
-    path = directory / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    # The state holds the cluster secret: owner-only from the first byte.
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only, from the first byte, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(state.to_json(), indent=2) + "\n")
+        handle.write(text)
     os.replace(tmp, path)
+
+
+def save_state(directory: Path, state: DevnetState) -> None:
+    # The state holds the cluster secret.
+    write_private(directory / STATE_FILE, json.dumps(state.to_json(), indent=2) + "\n")
 
 
 def free_ports(count: int, taken: set[int] | None = None) -> list[int]:
