@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,20 +33,6 @@ SESSION = re.compile(r"[0-9]{8}T[0-9]{6}Z(-[0-9]+)?")
 FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.ts")
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 SIG = re.compile(r"[A-Za-z0-9_-]{86}")
-FIELDS = (
-    "v",
-    "producer",
-    "factory",
-    "device",
-    "session",
-    "seq",
-    "cid",
-    "filename",
-    "start",
-    "duration",
-    "size",
-    "sig",
-)
 
 
 class AnnouncementError(ValueError):
@@ -80,6 +66,9 @@ class Announcement:
     @property
     def start_time(self) -> datetime:
         return parse_start(self.start)
+
+
+FIELDS = frozenset(f.name for f in fields(Announcement))
 
 
 def b64url(data: bytes) -> str:
@@ -145,7 +134,7 @@ def _require(condition: bool, reason: str, detail: str) -> None:
 def _check_schema(obj: Any) -> Announcement:
     _require(isinstance(obj, dict), "schema", "not a JSON object")
     keys = set(obj)
-    _require(keys == set(FIELDS), "schema", f"fields {sorted(keys ^ set(FIELDS))} missing or unexpected")
+    _require(keys == FIELDS, "schema", f"fields {sorted(keys ^ FIELDS)} missing or unexpected")
     _require(obj["v"] == VERSION and type(obj["v"]) is int, "version", f"unsupported version {obj['v']!r}")
     for name, pattern in (
         ("producer", KEY_ID),

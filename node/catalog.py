@@ -74,23 +74,23 @@ class Catalog(AsyncResource):
             raise self._fail("upsert segment", exc) from exc
         return result.upserted_id is not None
 
-    async def segments_by_seq(self, factory: str, device: str, first: int, last: int) -> list[dict[str, Any]]:
-        """Segments of a camera with ``first <= seq <= last``, in seq order."""
-        query = {"factory": factory, "device": device, "seq": {"$gte": first, "$lte": last}}
+    async def _find_segments(self, query: Mapping[str, Any], order: str) -> list[dict[str, Any]]:
         try:
-            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort("seq", ASCENDING)]
+            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort(order, ASCENDING)]
         except PyMongoError as exc:
             raise self._fail("query segments", exc) from exc
+
+    async def segments_by_seq(self, factory: str, device: str, first: int, last: int) -> list[dict[str, Any]]:
+        """Segments of a camera with ``first <= seq <= last``, in seq order."""
+        seq = {"$gte": first, "$lte": last}
+        return await self._find_segments({"factory": factory, "device": device, "seq": seq}, "seq")
 
     async def segments_between(
         self, factory: str, device: str, start: datetime, end: datetime
     ) -> list[dict[str, Any]]:
         """Segments of a camera that start in ``[start, end)``, in time order."""
-        query = {"factory": factory, "device": device, "start": {"$gte": start, "$lt": end}}
-        try:
-            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort("start", ASCENDING)]
-        except PyMongoError as exc:
-            raise self._fail("query segments", exc) from exc
+        window = {"$gte": start, "$lt": end}
+        return await self._find_segments({"factory": factory, "device": device, "start": window}, "start")
 
     async def set_camera_state(self, factory: str, device: str, fields: Mapping[str, Any]) -> None:
         try:

@@ -24,6 +24,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}" if key else message)
         self.key = key
+        self.message = message
 
 
 def setting(
@@ -135,7 +136,7 @@ def parse_section(cls: type[T], data: Any, path: str = "") -> T:
         result = cls(**values)
     except ConfigError as exc:
         # A __post_init__ check names a key relative to the section.
-        raise ConfigError(_join(path, exc.key), str(exc).split(": ", 1)[-1]) from None
+        raise ConfigError(_join(path, exc.key), exc.message) from None
     return result
 
 

@@ -9,7 +9,8 @@ without a round trip.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,20 @@ class KuboClient(HTTPDaemonClient):
     def __init__(self, api_url: str, *, timeout: float = 30.0) -> None:
         super().__init__(api_url.rstrip("/") + "/api/v0", timeout=timeout)
 
-    async def _call(self, command: str, params: list[tuple[str, str]] | None = None, **kwargs: Any) -> Any:
+    @staticmethod
+    @contextmanager
+    def _bad_cid_as_badcid() -> Iterator[None]:
+        """Kubo reports a malformed CID as a generic 500; give it its own type."""
         try:
-            return await self.request_json("POST", f"/{command}", params=params or [], **kwargs)
+            yield
         except DaemonHTTPError as exc:
             if any(hint in exc.message.lower() for hint in _BAD_CID_HINTS):
                 raise BadCID(exc.message) from exc
             raise
+
+    async def _call(self, command: str, params: list[tuple[str, str]] | None = None, **kwargs: Any) -> Any:
+        with self._bad_cid_as_badcid():
+            return await self.request_json("POST", f"/{command}", params=params or [], **kwargs)
 
     # --- node -----------------------------------------------------------------
     async def id(self) -> dict[str, Any]:
@@ -128,12 +136,8 @@ class KuboClient(HTTPDaemonClient):
         params = [("arg", _ipfs_path(cid)), ("offset", str(offset))]
         if length is not None:
             params.append(("length", str(length)))
-        try:
+        with self._bad_cid_as_badcid():
             return await self.request_bytes("POST", "/cat", params=params, timeout=timeout)
-        except DaemonHTTPError as exc:
-            if any(hint in exc.message.lower() for hint in _BAD_CID_HINTS):
-                raise BadCID(exc.message) from exc
-            raise
 
     async def cat_stream(self, cid: str, *, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
         """Yield a file's bytes as they arrive (for large segments and exports)."""

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STEPS = ("add", "pin", "link", "catalog", "announce")
+# A segment's state names the last step it completed, or "journaled" before the first.
 JOURNALED = "journaled"
-DONE = "done"
-# state after each step; the state names the last step completed
-STATES = (JOURNALED, *STEPS)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
@@ -158,8 +156,8 @@ class Outbox:
                     self._clock(),
                 ),
             )
-            new = db.execute("SELECT * FROM segments WHERE id=?", (cursor.lastrowid,)).fetchone()
-        return _entry(new)
+            assert cursor.lastrowid is not None
+            return _read(db, cursor.lastrowid)
 
     def head(self, camera: str) -> Entry | None:
         """The camera's oldest unfinished segment: the only one it may work on now."""
@@ -171,13 +169,10 @@ class Outbox:
     def complete(self, entry_id: int, step: str, *, cid: str | None = None) -> Entry:
         """Commit that ``step`` succeeded; refuses to skip or repeat a step."""
         with self._tx() as db:
-            row = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
-            if row is None:
-                raise KeyError(f"no outbox entry {entry_id}")
-            expected = next_step(row["state"])
-            if expected != step:
+            current = _read(db, entry_id)
+            if current.step != step:
                 raise ValueError(
-                    f"entry {entry_id} is at {row['state']!r}; next step is {expected!r}, not {step!r}"
+                    f"entry {entry_id} is at {current.state!r}; next step is {current.step!r}, not {step!r}"
                 )
             done_at = self._clock() if step == STEPS[-1] else None
             db.execute(
@@ -185,20 +180,17 @@ class Outbox:
                 " done_at=COALESCE(?, done_at) WHERE id=?",
                 (step, cid, done_at, entry_id),
             )
-            updated = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
-        return _entry(updated)
+            return _read(db, entry_id)
 
     def fail(self, entry_id: int, error: str) -> Entry:
         """Record a failed attempt; the entry is retried after an exponential backoff."""
         with self._tx() as db:
-            row = db.execute("SELECT attempts FROM segments WHERE id=?", (entry_id,)).fetchone()
-            attempts = int(row["attempts"]) + 1
+            attempts = _read(db, entry_id).attempts + 1
             db.execute(
                 "UPDATE segments SET attempts=?, last_error=?, not_before=? WHERE id=?",
                 (attempts, error[:500], self._clock() + backoff(attempts), entry_id),
             )
-            updated = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
-        return _entry(updated)
+            return _read(db, entry_id)
 
     def depth(self, camera: str | None = None) -> tuple[int, float | None]:
         """(unfinished segments, age in seconds of the oldest), overall or for one camera."""
@@ -228,6 +220,13 @@ class Outbox:
 
     def cameras(self) -> list[str]:
         return [str(r["camera"]) for r in self._db.execute("SELECT camera FROM cameras ORDER BY camera")]
+
+
+def _read(db: sqlite3.Connection, entry_id: int) -> Entry:
+    row = db.execute("SELECT * FROM segments WHERE id=?", (entry_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no outbox entry {entry_id}")
+    return _entry(row)
 
 
 def _entry(row: sqlite3.Row) -> Entry:
