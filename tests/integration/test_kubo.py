@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -90,7 +91,10 @@ async def test_pubsub_delivers_exact_bytes(devnet: dict[str, Any], payloads: lis
                 await producer.pubsub_pub(topic, payload)
             await asyncio.wait_for(listener, timeout=30)
         finally:
+            # Await the cancelled task so its HTTP stream is closed before the clients are.
             listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
     assert [m.data for m in received] == payloads
     assert {m.sender for m in received} == {devnet["nodes"]["producer"]["peer_id"]}
     assert all(m.topics == (topic,) for m in received)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,21 @@ time.sleep(60)
 """
 
 
-async def test_stop_escalates_to_kill(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+async def children() -> AsyncIterator[list[int]]:
+    """Pids a test spawns; whatever is still running at teardown is killed, even after a failure."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        await stop_group(pid, name="test child", term_timeout=0.1)
+
+
+async def test_stop_escalates_to_kill(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, children: list[int]
+) -> None:
     log = tmp_path / "child.log"
     pid = spawn([sys.executable, "-c", IGNORES_TERM], log_path=log)
+    children.append(pid)
 
     async def started() -> bool:
         return "up" in tail(log)
@@ -97,8 +110,9 @@ async def test_stop_escalates_to_kill(tmp_path: Path, caplog: pytest.LogCaptureF
     assert await stop_group(pid, name="stubborn") == "gone"
 
 
-async def test_stop_graceful(tmp_path: Path) -> None:
+async def test_stop_graceful(tmp_path: Path, children: list[int]) -> None:
     pid = spawn([sys.executable, "-c", "import time; time.sleep(60)"], log_path=tmp_path / "c.log")
+    children.append(pid)
     started = time.monotonic()
     assert await stop_group(pid, name="sleeper", term_timeout=5) == "stopped"
     assert time.monotonic() - started < 5
