@@ -12,6 +12,7 @@ from typing import Any
 
 from node.config import ConfigError
 from node.devnet import network
+from node.devnet.network import PRODUCER
 from node.keys import KeyFileError
 from node.logs import configure_logging
 
@@ -28,6 +29,8 @@ def _print_summary(info: dict[str, Any]) -> None:
             f"  cluster {node['cluster_api']}"
         )
     print(f"  catalog    {info['catalog']}")
+    if PRODUCER in info["processes"]:
+        print(f"  producer   {info['producer']['admin']}/healthz  (config {info['producer']['config']})")
     print(f"  topic      {info['topic']}")
     for cam in info["cameras"]:
         state = "up" if cam["running"] else "down"
@@ -39,7 +42,13 @@ def _print_summary(info: dict[str, Any]) -> None:
 
 async def _devnet_up(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    await network.up(directory, mirrors=args.mirrors, cameras=args.cameras, progress=_progress)
+    await network.up(
+        directory,
+        mirrors=args.mirrors,
+        cameras=args.cameras,
+        producer=not args.no_producer,
+        progress=_progress,
+    )
     info = network.status(directory)
     _print_summary(info)
     if args.detach:
@@ -82,11 +91,23 @@ async def _devnet_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _devnet_process(args: argparse.Namespace) -> int:
+    if args.action == "stop":
+        outcome = await network.stop_process(Path(args.dir), args.name)
+        print(f"{args.name}: {outcome}")
+    else:
+        await network.start_process(Path(args.dir), args.name)
+        print(f"{args.name}: running")
+    return 0
+
+
 async def _producer_pubkey(args: argparse.Namespace) -> int:
     # Imported here: the producer role is optional for users of the devnet alone.
     from node import announce, keys
     from producer.config import load_config
 
+    if not args.config:
+        raise ConfigError("--config", "camswarm producer pubkey needs --config FILE")
     config = load_config(Path(args.config))
     key, created = keys.load_or_create(config.node.key_path)
     if created:
@@ -95,11 +116,32 @@ async def _producer_pubkey(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _producer_run(args: argparse.Namespace) -> int:
+    from producer.config import load_config
+    from producer.service import Producer
+
+    if args.producer_command is not None:  # pragma: no cover - argparse dispatches subcommands
+        raise AssertionError(args.producer_command)
+    if not args.config:
+        raise ConfigError(
+            "--config", "camswarm producer needs --config FILE (see docs/producer.example.toml)"
+        )
+    config = load_config(Path(args.config))
+    for camera in config.cameras:
+        camera.password()  # a missing secret is a start-up error, not a recording failure
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await Producer(config).run(stop)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camswarm", description="Record IP cameras into a private IPFS network."
     )
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     roles = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     devnet = roles.add_parser("devnet", help="run a whole local network of real daemons")
@@ -109,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mirrors", type=int, default=2)
     up.add_argument("--cameras", type=int, default=2)
     up.add_argument("--detach", action="store_true", help="return once ready and leave it running")
+    up.add_argument("--no-producer", action="store_true", help="do not record the cameras")
     up.set_defaults(handler=_devnet_up)
     down = sub.add_parser("down", help="stop everything the devnet started")
     down.add_argument("--dir", required=True)
@@ -122,17 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("device", help="camera device name, e.g. cam1")
     cam.add_argument("--dir", required=True)
     cam.set_defaults(handler=_devnet_camera)
-    producer = roles.add_parser("producer", help="the recording node next to the cameras")
-    psub = producer.add_subparsers(dest="producer_command", required=True, metavar="ACTION")
+    for action in ("stop", "start"):
+        proc = sub.add_parser(action, help=f"{action} one process (e.g. kubo-producer, catalog, producer)")
+        proc.add_argument("name", help="a process name as listed by `status`")
+        proc.add_argument("--dir", required=True)
+        proc.set_defaults(handler=_devnet_process, action=action)
+    producer = roles.add_parser(
+        "producer",
+        help="the recording node next to the cameras",
+        description="Record the configured cameras until SIGTERM: camswarm producer --config FILE",
+    )
+    producer.add_argument("--config", help="the producer's TOML config (see docs/producer.example.toml)")
+    producer.set_defaults(handler=_producer_run)
+    psub = producer.add_subparsers(dest="producer_command", metavar="ACTION")
     pubkey = psub.add_parser("pubkey", help="print the key id that mirrors allow-list (creates the key once)")
-    pubkey.add_argument("--config", required=True, help="the producer's TOML config")
+    # SUPPRESS: the subcommand's absent option must not erase one given before it.
+    pubkey.add_argument("--config", default=argparse.SUPPRESS, help="the producer's TOML config")
     pubkey.set_defaults(handler=_producer_pubkey)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    # Long-running roles log their events; one-shot commands only warnings.
+    configure_logging(args.log_level or ("info" if args.command == "producer" else "warning"))
     try:
         return int(asyncio.run(args.handler(args)))
     except (network.DevnetError, ConfigError, KeyFileError) as exc:

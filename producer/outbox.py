@@ -15,12 +15,18 @@ worker thread.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 STEPS = ("add", "pin", "link", "catalog", "announce")
 # A segment's state names the last step it completed, or "journaled" before the first.
@@ -54,6 +60,12 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, session, filename)
 );
 CREATE INDEX IF NOT EXISTS segments_pending ON segments (camera, state, seq);
+CREATE TABLE IF NOT EXISTS sessions (
+    camera TEXT NOT NULL,
+    session TEXT NOT NULL,
+    media TEXT NOT NULL,
+    PRIMARY KEY (camera, session)
+);
 """
 
 
@@ -65,7 +77,7 @@ def next_step(state: str) -> str | None:
     return STEPS[index + 1] if index + 1 < len(STEPS) else None
 
 
-def backoff(attempts: int, *, base: float = 0.5, cap: float = 30.0) -> float:
+def backoff(attempts: int, *, base: float = 0.25, cap: float = 5.0) -> float:
     """Seconds to wait after the ``attempts``-th consecutive failure."""
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
@@ -159,6 +171,26 @@ class Outbox:
             assert cursor.lastrowid is not None
             return _read(db, cursor.lastrowid)
 
+    def known(self, camera: str, session: str, filename: str) -> bool:
+        """Whether this file of this session is already journaled."""
+        row = self._db.execute(
+            "SELECT 1 FROM segments WHERE camera=? AND session=? AND filename=?", (camera, session, filename)
+        ).fetchone()
+        return row is not None
+
+    def set_session_media(self, camera: str, session: str, media: str) -> None:
+        """Remember a session's stream description (JSON from ffprobe); the first one stays."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO sessions (camera, session, media) VALUES (?, ?, ?)",
+            (camera, session, media),
+        )
+
+    def session_media(self, camera: str, session: str) -> str | None:
+        row = self._db.execute(
+            "SELECT media FROM sessions WHERE camera=? AND session=?", (camera, session)
+        ).fetchone()
+        return str(row["media"]) if row else None
+
     def head(self, camera: str) -> Entry | None:
         """The camera's oldest unfinished segment: the only one it may work on now."""
         row = self._db.execute(
@@ -248,3 +280,23 @@ def _entry(row: sqlite3.Row) -> Entry:
         not_before=float(row["not_before"]),
         created_at=float(row["created_at"]),
     )
+
+
+class AsyncOutbox:
+    """The outbox for asyncio code: every call runs on one dedicated thread, in order.
+
+    SQLite commits with fsync, so calls must not run on the event loop; one
+    thread also serialises access to the single connection.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.sync = outbox
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        await self.call(self.sync.close)
+        self._thread.shutdown(wait=True)

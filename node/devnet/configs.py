@@ -145,3 +145,54 @@ def cluster_private_config(
         pebble["cache_size_bytes"] = 64 << 20  # the default 1 GiB per peer is sized for servers
         pebble["mem_table_size"] = 16 << 20
     return doc
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class ProducerCamera:
+    factory: str
+    device: str
+    rtsp_url: str
+
+
+def producer_config(
+    *,
+    kubo_api: str,
+    cluster_api: str,
+    catalog: str,
+    topic: str,
+    state_dir: str,
+    admin_port: int,
+    cameras: Sequence[ProducerCamera],
+    segment_seconds: int = 2,
+    replication: tuple[int, int] = (1, 3),
+) -> str:
+    """The devnet producer's TOML config (same format as docs/producer.example.toml)."""
+    lines = [
+        "# Written by `camswarm devnet up`; edits are replaced at the next start.",
+        "[node]",
+        f"kubo_api = {_toml_str(kubo_api)}",
+        f"cluster_api = {_toml_str(cluster_api)}",
+        f"catalog = {_toml_str(catalog)}",
+        f"topic = {_toml_str(topic)}",
+        f"state_dir = {_toml_str(state_dir)}",
+        f'admin_listen = "127.0.0.1:{admin_port}"',
+        "local_retention_hours = 1",
+        "disk_min_free_mb = 256",
+    ]
+    for cam in cameras:
+        lines += [
+            "",
+            "[[cameras]]",
+            f"factory = {_toml_str(cam.factory)}",
+            f"device = {_toml_str(cam.device)}",
+            f"rtsp_url = {_toml_str(cam.rtsp_url)}",
+            f"segment_seconds = {segment_seconds}",
+            f"replication_min = {replication[0]}",
+            f"replication_max = {replication[1]}",
+            "retention_days = 7",
+        ]
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -20,11 +21,13 @@ from node import toolchain
 from node.devnet import probes
 from node.devnet.configs import (
     PeerAddr,
+    ProducerCamera,
     cluster_private_config,
     kubo_private_config,
     loopback_tcp,
     new_cluster_secret,
     new_swarm_key,
+    producer_config,
 )
 from node.devnet.state import (
     CameraSpec,
@@ -58,6 +61,7 @@ Progress = Callable[[str], None]
 READY_TIMEOUT = 90.0
 CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
+PRODUCER = "producer"
 
 
 class DevnetError(RuntimeError):
@@ -109,15 +113,20 @@ _PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
 
 def _new_plan(mirrors: int, cameras: int) -> DevnetState:
     names = node_names(mirrors)
-    ports = free_ports(_PORTS_PER_NODE * len(names) + 1 + cameras)
+    ports = free_ports(_PORTS_PER_NODE * len(names) + 2 + cameras)
     nodes = []
     for i, name in enumerate(names):
         p = ports[_PORTS_PER_NODE * i : _PORTS_PER_NODE * (i + 1)]
         nodes.append(NodeSpec(name=name, ports=NodePorts(*p)))
     catalog_port = ports[_PORTS_PER_NODE * len(names)]
-    cams = camera_specs(cameras, ports[_PORTS_PER_NODE * len(names) + 1 :])
+    admin_port = ports[_PORTS_PER_NODE * len(names) + 1]
+    cams = camera_specs(cameras, ports[_PORTS_PER_NODE * len(names) + 2 :])
     return DevnetState(
-        nodes=nodes, cameras=cams, catalog_port=catalog_port, cluster_secret=new_cluster_secret()
+        nodes=nodes,
+        cameras=cams,
+        catalog_port=catalog_port,
+        cluster_secret=new_cluster_secret(),
+        admin_port=admin_port,
     )
 
 
@@ -234,6 +243,32 @@ def _start_camera(directory: Path, state: DevnetState, cam: CameraSpec) -> None:
     )
 
 
+def producer_config_path(directory: Path) -> Path:
+    return directory / "producer.toml"
+
+
+def producer_state_dir(directory: Path) -> Path:
+    return directory / "nodes" / "producer" / "recorder"
+
+
+def _start_producer(directory: Path, state: DevnetState) -> None:
+    node = state.node("producer")
+    peers = len(state.nodes)
+    text = producer_config(
+        kubo_api=node.kubo_api,
+        cluster_api=node.cluster_api,
+        catalog=catalog_url(state),
+        topic=state.topic,
+        state_dir=str(producer_state_dir(directory)),
+        admin_port=state.admin_port,
+        cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
+        replication=(min(2, peers), peers),
+    )
+    write_private(producer_config_path(directory), text)
+    argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(producer_config_path(directory))]
+    _start(directory, state, PRODUCER, argv, executable="node.cli")
+
+
 async def _wait(
     check: Callable[[], Awaitable[bool]], what: str, directory: Path, process: str | None
 ) -> None:
@@ -276,7 +311,12 @@ def _check_tools() -> toolchain.ToolPaths:
 
 
 async def up(
-    directory: Path, *, mirrors: int = 2, cameras: int = 2, progress: Progress = _quiet
+    directory: Path,
+    *,
+    mirrors: int = 2,
+    cameras: int = 2,
+    producer: bool = True,
+    progress: Progress = _quiet,
 ) -> DevnetState:
     """Start (or restart) the devnet in ``directory``; return once every service answers."""
     if mirrors < 0 or mirrors > 8:
@@ -313,7 +353,9 @@ async def up(
         save_state(directory, state)
 
     try:
-        await _start_all(directory, state, paths, progress)
+        if state.admin_port == 0:
+            state.admin_port = free_ports(1)[0]
+        await _start_all(directory, state, paths, progress, producer)
     except BaseException:
         progress("start failed; stopping what was started")
         await _stop_all(directory, state)
@@ -321,71 +363,88 @@ async def up(
     return state
 
 
-async def _start_all(
-    directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress
-) -> None:
-    _start(
-        directory,
-        state,
-        "catalog",
-        [
-            str(paths.ferretdb),
-            "--listen",
-            f"127.0.0.1:{state.catalog_port}",
-            "--data-dir",
-            str(directory / "catalog"),
-        ],
-    )
-    for cam in state.cameras:
-        _start_camera(directory, state, cam)
-    for node in state.nodes:
-        _start(
-            directory,
-            state,
-            f"kubo-{node.name}",
-            [str(paths.ipfs), "daemon", "--enable-gc=false"],
-            kubo_env(directory, node.name),
+def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, name: str) -> None:
+    """Spawn the devnet process called ``name`` (see :func:`process_names`)."""
+    if name == "catalog":
+        argv = [str(paths.ferretdb), "--listen", f"127.0.0.1:{state.catalog_port}"]
+        _start(directory, state, name, [*argv, "--data-dir", str(directory / "catalog")])
+    elif name.startswith("camera-"):
+        _start_camera(directory, state, state.camera(name.removeprefix("camera-")))
+    elif name.startswith("kubo-"):
+        node = state.node(name.removeprefix("kubo-"))
+        argv = [str(paths.ipfs), "daemon", "--enable-gc=false"]
+        _start(directory, state, name, argv, kubo_env(directory, node.name))
+    elif name.startswith("cluster-"):
+        cdir = cluster_dir(directory, state.node(name.removeprefix("cluster-")).name)
+        argv = [str(paths.cluster_service), "--config", str(cdir), "daemon"]
+        _start(directory, state, name, argv, unset=CLUSTER_ENV_PREFIXES)
+    elif name == PRODUCER:
+        _start_producer(directory, state)
+    else:
+        raise DevnetError(
+            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
         )
 
+
+def process_names(state: DevnetState) -> list[str]:
+    """Every process a devnet can run, in start order."""
+    return [
+        "catalog",
+        *(c.process for c in state.cameras),
+        *(f"kubo-{n.name}" for n in state.nodes),
+        *(f"cluster-{n.name}" for n in state.nodes),
+        PRODUCER,
+    ]
+
+
+async def _ready(directory: Path, state: DevnetState, name: str) -> None:
+    """Return once the process called ``name`` answers like a healthy one."""
+    check: Callable[[], Awaitable[bool]]
+    if name == "catalog":
+        url = catalog_url(state)
+        check, what = partial(probes.catalog_ready, url), f"catalog at {url}"
+    elif name.startswith("camera-"):
+        cam = state.camera(name.removeprefix("camera-"))
+        check, what = partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}"
+    elif name.startswith("kubo-"):
+        node = state.node(name.removeprefix("kubo-"))
+        check, what = partial(probes.kubo_ready, node.kubo_api), f"Kubo {node.name} at {node.kubo_api}"
+    elif name.startswith("cluster-"):
+        node = state.node(name.removeprefix("cluster-"))
+        ids = {n.cluster_peer_id for n in state.nodes}
+        check = partial(probes.cluster_allocatable, node.cluster_api, ids)
+        what = f"cluster peer {node.name} to see {len(ids)} peers and their metrics"
+    else:
+        check, what = partial(probes.http_ok, state.producer_admin + "/healthz"), "the producer's /healthz"
+    await _wait(check, what, directory, name)
+
+
+async def _start_all(
+    directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress, producer: bool
+) -> None:
+    storage = ["catalog", *(c.process for c in state.cameras), *(f"kubo-{n.name}" for n in state.nodes)]
+    for name in storage:
+        _launch(directory, state, paths, name)
     progress("waiting for Kubo nodes")
     for node in state.nodes:
-        await _wait(
-            partial(probes.kubo_ready, node.kubo_api),
-            f"Kubo {node.name} at {node.kubo_api}",
-            directory,
-            f"kubo-{node.name}",
-        )
+        await _ready(directory, state, f"kubo-{node.name}")
     await _connect_swarm(state)
     await _wait(partial(_swarm_complete, state), "every Kubo node to see every other", directory, None)
 
-    for node in state.nodes:
-        _start(
-            directory,
-            state,
-            f"cluster-{node.name}",
-            [str(paths.cluster_service), "--config", str(cluster_dir(directory, node.name)), "daemon"],
-            unset=CLUSTER_ENV_PREFIXES,
-        )
+    clusters = [f"cluster-{n.name}" for n in state.nodes]
+    for name in clusters:
+        _launch(directory, state, paths, name)
     progress("waiting for cluster peers")
-    ids = {n.cluster_peer_id for n in state.nodes}
-    for node in state.nodes:
-        await _wait(
-            partial(probes.cluster_allocatable, node.cluster_api, ids),
-            f"cluster peer {node.name} to see {len(ids)} peers and their metrics",
-            directory,
-            f"cluster-{node.name}",
-        )
+    for name in clusters:
+        await _ready(directory, state, name)
 
     progress("waiting for the catalog and cameras")
-    url = catalog_url(state)
-    await _wait(partial(probes.catalog_ready, url), f"catalog at {url}", directory, "catalog")
-    for cam in state.cameras:
-        await _wait(
-            partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device),
-            f"camera {cam.rtsp}",
-            directory,
-            cam.process,
-        )
+    for name in storage[: 1 + len(state.cameras)]:
+        await _ready(directory, state, name)
+    if producer and state.cameras:
+        progress("starting the producer")
+        _launch(directory, state, paths, PRODUCER)
+        await _ready(directory, state, PRODUCER)
     save_state(directory, state)
 
 
@@ -428,33 +487,44 @@ async def down(directory: Path) -> dict[str, str]:
     return await _stop_all(directory, _require_state(directory))
 
 
-# --- cameras ----------------------------------------------------------------------------
+# --- one process: outages on demand ----------------------------------------------------------
 
 
-async def camera_stop(directory: Path, device: str) -> str:
+async def stop_process(directory: Path, name: str, term_timeout: float = 15.0) -> str:
+    """Stop one devnet process (an outage); the rest keep running."""
     directory = directory.resolve()
     state = _require_state(directory)
-    cam = _camera(state, device)
-    outcome = await _stop_one(state, cam.process, term_timeout=5.0)
-    state.processes.pop(cam.process, None)
+    if name not in process_names(state):
+        raise DevnetError(
+            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
+        )
+    outcome = await _stop_one(state, name, term_timeout=term_timeout)
+    state.processes.pop(name, None)
     save_state(directory, state)
     return outcome
 
 
-async def camera_start(directory: Path, device: str) -> None:
+async def start_process(directory: Path, name: str) -> None:
+    """Start one stopped devnet process again and wait until it answers."""
     directory = directory.resolve()
     state = _require_state(directory)
-    cam = _camera(state, device)
-    record = state.processes.get(cam.process)
+    record = state.processes.get(name)
     if record is not None and process_alive(record):
-        raise DevnetError(f"camera {device} is already running")
-    _start_camera(directory, state, cam)
-    await _wait(
-        partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device),
-        f"camera {cam.rtsp}",
-        directory,
-        cam.process,
-    )
+        raise DevnetError(f"{name} is already running")
+    try:
+        paths = _check_tools()
+    except toolchain.ToolMissing as exc:
+        raise DevnetError(str(exc)) from exc
+    _launch(directory, state, paths, name)
+    await _ready(directory, state, name)
+
+
+async def camera_stop(directory: Path, device: str) -> str:
+    return await stop_process(directory, _camera(_require_state(directory.resolve()), device).process, 5.0)
+
+
+async def camera_start(directory: Path, device: str) -> None:
+    await start_process(directory, _camera(_require_state(directory.resolve()), device).process)
 
 
 def _camera(state: DevnetState, device: str) -> CameraSpec:
@@ -499,6 +569,11 @@ def status(directory: Path) -> dict[str, Any]:
         "nodes": nodes,
         "catalog": catalog_url(state),
         "topic": state.topic,
+        "producer": {
+            "admin": state.producer_admin,
+            "config": str(producer_config_path(directory)),
+            "state_dir": str(producer_state_dir(directory)),
+        },
         "swarm_key": str(directory / "swarm.key"),
         "cameras": [
             {"factory": c.factory, "device": c.device, "rtsp": c.rtsp, "running": alive.get(c.process, False)}

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
+import aiohttp
 from pymongo import AsyncMongoClient
 
 from node.cluster import ClusterClient
@@ -35,6 +36,16 @@ async def cluster_allocatable(api: str, peer_ids: set[str]) -> bool:
         except DaemonError:
             return False
     return peer_ids <= peers and peer_ids <= metrics
+
+
+async def http_ok(url: str) -> bool:
+    """A GET of ``url`` answers 200."""
+    timeout = aiohttp.ClientTimeout(total=3)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
 
 
 async def _port_open(host: str, port: int) -> bool:

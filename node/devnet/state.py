@@ -76,6 +76,7 @@ class DevnetState:
     catalog_port: int
     cluster_secret: str
     topic: str = TOPIC
+    admin_port: int = 0  # the devnet producer's /healthz and /metrics (0: not yet chosen)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -84,6 +85,10 @@ class DevnetState:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+    @property
+    def producer_admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def camera(self, device: str) -> CameraSpec:
         for cam in self.cameras:
@@ -117,6 +122,7 @@ class DevnetState:
             catalog_port=int(obj["catalog_port"]),
             cluster_secret=str(obj["cluster_secret"]),
             topic=str(obj.get("topic", TOPIC)),
+            admin_port=int(obj.get("admin_port", 0)),
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 

@@ -33,8 +33,8 @@ def test_next_step_walks_the_pipeline() -> None:
 
 
 def test_backoff_grows_and_caps() -> None:
-    assert [backoff(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
-    assert backoff(50) == 30.0
+    assert [backoff(n) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
+    assert backoff(50) == 5.0
 
 
 def test_seq_survives_restart_and_journal_is_idempotent(tmp_path: Path) -> None:

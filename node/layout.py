@@ -1,0 +1,25 @@
+"""Where a segment lives in the network: its published file name and its MFS path.
+
+Shared by producers (which link segments there) and mirrors (which rebuild the
+same tree), so both derive names the same way. The day directory is the UTC
+date of the segment's start.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+MFS_ROOT = "/camswarm"
+
+
+def published_name(seq: int, start: datetime) -> str:
+    """``HHMMSS-<seq>.ts``: sorts by time within a day, unique per camera by seq."""
+    return f"{start.astimezone(UTC):%H%M%S}-{seq:010d}.ts"
+
+
+def day_dir(factory: str, device: str, start: datetime) -> str:
+    return f"{MFS_ROOT}/{factory}/{device}/{start.astimezone(UTC):%Y/%m/%d}"
+
+
+def mfs_path(factory: str, device: str, start: datetime, filename: str) -> str:
+    return f"{day_dir(factory, device, start)}/{filename}"
