@@ -118,6 +118,7 @@ class Publisher:
         self._wake: dict[str, asyncio.Event] = {c.key: asyncio.Event() for c in config.cameras}
         self._limiter = RateLimiter(30.0)
         self._indexes_ready = False
+        self._publish_lock = asyncio.Lock()
 
     def notify(self, camera_key: str) -> None:
         """A segment was journaled for this camera."""
@@ -199,7 +200,11 @@ class Publisher:
             await self._record(camera, entry)
         elif step == "announce":
             signed = announce.sign(build_announcement(entry, camera, self.producer_id), self._key)
-            await self._kubo.pubsub_pub(self._config.node.topic, announce.encode(signed))
+            # One publish at a time: Kubo's pubsub drops a message whose seqno is lower than one
+            # it already saw from the same peer, and concurrent publishes can reach a peer in
+            # either order ("validation ignored"), losing announcements silently.
+            async with self._publish_lock:
+                await self._kubo.pubsub_pub(self._config.node.topic, announce.encode(signed))
         else:  # pragma: no cover - STEPS is fixed
             raise AssertionError(f"unknown step {step}; steps are {STEPS}")
         return None

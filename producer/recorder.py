@@ -53,9 +53,9 @@ class RestartPolicy:
     """When to start ffmpeg again: exponential backoff after runs that recorded nothing,
     and at most ``max_restarts`` starts in any ``window`` seconds."""
 
-    base: float = 1.0
-    cap: float = 30.0
-    max_restarts: int = 10
+    base: float = 0.5
+    cap: float = 5.0  # a returning camera is recorded again within seconds
+    max_restarts: int = 30
     window: float = 300.0
     failures: int = 0
     _starts: collections.deque[float] = field(default_factory=collections.deque)

@@ -563,6 +563,8 @@ def status(directory: Path) -> dict[str, Any]:
             "cluster_api": node.cluster_api,
             "cluster_peer_id": node.cluster_peer_id,
         }
+        if node.name == PRODUCER and PRODUCER in state.processes:
+            nodes[node.name]["admin"] = state.producer_admin
     return {
         "dir": str(directory),
         "running": any(alive.values()),

@@ -83,7 +83,7 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert code == 0
         info = json.loads(out)
         pids = [p["pid"] for p in info["processes"].values()]
-        assert len(pids) == 1 + 2 * 2 + 1  # catalog, (kubo + cluster) x 2, camera
+        assert len(pids) == 1 + 2 * 2 + 1 + 1  # catalog, (kubo + cluster) x 2, camera, producer
         assert all(p["alive"] for p in info["processes"].values())
 
         code, _, err = await _cli(
@@ -101,6 +101,7 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         code, out, _ = await _cli("devnet", "down", "--dir", str(directory))
     assert code == 0
     assert not [pid for pid in pids if pid_alive(pid)]
+    assert not _processes_using(directory), "the producer's ffmpeg outlived the devnet"
     code, _, _ = await _cli("devnet", "status", "--dir", str(directory))
     assert code == 3
 
@@ -115,6 +116,19 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
     finally:
         assert (await _cli("devnet", "down", "--dir", str(directory)))[0] == 0
     assert not [p["pid"] for p in again["processes"].values() if pid_alive(p["pid"])]
+
+
+def _processes_using(directory: Path) -> list[int]:
+    """Live processes whose command line mentions ``directory``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
+            try:
+                if str(directory).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 async def test_down_without_devnet_is_a_clear_error(tmp_path: Path) -> None:
