@@ -206,13 +206,8 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             watcher.close()
             samples = [received[k] - closed[k] for k in received if k in closed]
             files = sorted(bench.sessions.glob("*/*/*/seg-*.ts"))
+            sizes = [f.stat().st_size for f in files] if files else [0]
             baseline = await kubo_floor(bench, files[-args.baseline_samples :])
-    sizes = [f.stat().st_size for f in files] if files else [0]
-    steps = {
-        step: metrics.get(f'camswarm_step_seconds_sum{{step="{step}"}}', 0.0)
-        / max(1.0, metrics.get(f'camswarm_step_seconds_count{{step="{step}"}}', 1.0))
-        for step in ("add", "pin", "link", "catalog", "announce")
-    }
     return {
         "bench": "latency",
         "cameras": args.cameras,
@@ -223,9 +218,19 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": round(percentile(samples, 50) * 1000),
         "p99_ms": round(percentile(samples, 99) * 1000),
         "max_ms": round(max(samples, default=float("nan")) * 1000),
-        "step_mean_ms": {k: round(v * 1000, 1) for k, v in steps.items()},
+        "step_mean_ms": step_means(metrics),
         "kubo_floor": baseline,
     }
+
+
+def step_means(metrics: dict[str, float]) -> dict[str, float]:
+    """Mean duration of each outbox step in ms, from the producer's histograms."""
+    means = {}
+    for step in ("add", "pin", "link", "catalog", "announce"):
+        total = metrics.get(f'camswarm_step_seconds_sum{{step="{step}"}}', 0.0)
+        count = metrics.get(f'camswarm_step_seconds_count{{step="{step}"}}', 0.0)
+        means[step] = round(1000 * total / count, 1) if count else float("nan")
+    return means
 
 
 async def kubo_floor(bench: Bench, files: list[Path]) -> dict[str, Any]:
@@ -316,6 +321,7 @@ async def run_capacity(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_pct_ffmpeg_all": round(100 * ffmpeg_cpu / wall, 1),
         "cpu_pct_kubo": round(100 * (cpu1[2] - cpu0[2]) / wall, 1),
         "producer_to_ffmpeg_cpu_ratio": round(producer_cpu / ffmpeg_cpu, 2) if ffmpeg_cpu else None,
+        "step_mean_ms": step_means(metrics),
     }
 
 

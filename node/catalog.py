@@ -24,6 +24,11 @@ from node.resources import AsyncResource
 SEGMENT_KEY = ("factory", "device", "seq")
 
 
+def segment_id(factory: str, device: str, seq: int) -> str:
+    """A segment document's _id: unique per camera and seq, sorting in seq order."""
+    return f"{factory}/{device}/{seq:012d}"
+
+
 class CatalogUnavailable(DaemonError):
     """The catalog could not be reached or refused the operation."""
 
@@ -63,9 +68,12 @@ class Catalog(AsyncResource):
         missing = [k for k in SEGMENT_KEY if k not in doc]
         if missing:
             raise ValueError(f"segment document lacks {missing}")
-        key = {k: doc[k] for k in SEGMENT_KEY}
+        # Keyed by a derived _id: an _id lookup is cheap on every MongoDB-protocol server
+        # (FerretDB's SQLite backend scans the collection for any other filter).
+        key = {"_id": segment_id(doc["factory"], doc["device"], doc["seq"])}
+        fields = {k: v for k, v in doc.items() if k != "_id"}
         try:
-            result = await self.segments.update_one(key, {"$setOnInsert": dict(doc)}, upsert=True)
+            result = await self.segments.update_one(key, {"$setOnInsert": fields}, upsert=True)
         except OperationFailure as exc:
             if exc.code == 11000:  # a concurrent insert of the same key won: it is recorded
                 return False

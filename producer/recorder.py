@@ -44,7 +44,12 @@ STALL_SLACK = 3.0  # seconds beyond 2x the segment length before a silent ffmpeg
 STDERR_LINES = 100
 TERM_TIMEOUT = 5.0
 
-# (camera, session name, session directory, listed segment) -> journaled
+
+class JournalError(RuntimeError):
+    """A segment could not be journaled now (disk full, ...); its session stays open for a retry."""
+
+
+# (camera, session name, session directory, listed segment) -> journaled; may raise JournalError
 SegmentSink = Callable[[CameraConfig, str, Path, ListedSegment], Awaitable[None]]
 
 
@@ -155,6 +160,7 @@ class CameraRecorder:
         self.session = ""
         self.last_segment_at: float | None = None  # monotonic
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._unjournaled = False
 
     async def run(self) -> None:
         """Record until cancelled; on cancellation ffmpeg is stopped and its last segment kept."""
@@ -248,7 +254,11 @@ class CameraRecorder:
             log.error("playlist_unusable", extra=kv(camera=self.camera.key, session=self.session, error=exc))
             return False
         for segment in fresh:
-            await self._sink(self.camera, session_dir.name, session_dir, segment)
+            try:
+                await self._sink(self.camera, session_dir.name, session_dir, segment)
+            except JournalError:
+                self._unjournaled = True  # retried on the next playlist change, or at the next start
+                break
             seen.add(segment.filename)
             self.state = "up"
             self.last_segment_at = time.monotonic()
@@ -265,9 +275,11 @@ class CameraRecorder:
         await stop_process(proc)
         await reader
         self._watcher.unwatch(watch)  # type: ignore[arg-type]
+        self._unjournaled = False
         await self._collect(session_dir, seen)  # the segment ffmpeg closed on its way out
         (session_dir / PIDFILE).unlink(missing_ok=True)
-        (session_dir / CLOSED).touch()
+        if not self._unjournaled:  # otherwise the next start journals what is missing
+            (session_dir / CLOSED).touch()
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process, scrub: SecretScrubber) -> None:
         assert proc.stderr is not None
@@ -346,9 +358,12 @@ async def recover_sessions(
         except PlaylistError as exc:
             log.error("playlist_unusable", extra=kv(camera=camera.key, session=session_dir.name, error=exc))
             continue
-        for segment in listed:
-            await sink(camera, session_dir.name, session_dir, segment)
-            found += 1
+        try:
+            for segment in listed:
+                await sink(camera, session_dir.name, session_dir, segment)
+                found += 1
+        except JournalError:
+            return found  # later sessions must wait: seq follows recording time
         pidfile.unlink(missing_ok=True)
         (session_dir / CLOSED).touch()
     return found

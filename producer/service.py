@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from producer.config import CameraConfig, ProducerConfig
 from producer.metrics import ProducerMetrics
 from producer.outbox import AsyncOutbox, NewSegment, Outbox
 from producer.pipeline import Publisher
-from producer.recorder import CameraRecorder, recover_sessions
+from producer.recorder import CameraRecorder, JournalError, recover_sessions
 from producer.segments import ListedSegment
 from producer.watch import PlaylistWatcher
 
@@ -119,19 +120,34 @@ class Producer:
         except FileNotFoundError:
             log.error("segment_missing", extra=kv(camera=camera.key, session=session, file=segment.filename))
             return
-        entry = await box.call(
-            box.sync.journal,
-            NewSegment(
-                camera=camera.key,
-                session=session,
-                filename=segment.filename,
-                path=str(path),
-                start=format_start(segment.start),
-                duration=segment.duration,
-                size=size,
-                sha256=digest,
-            ),
-        )
+        try:
+            entry = await box.call(
+                box.sync.journal,
+                NewSegment(
+                    camera=camera.key,
+                    session=session,
+                    filename=segment.filename,
+                    path=str(path),
+                    start=format_start(segment.start),
+                    duration=segment.duration,
+                    size=size,
+                    sha256=digest,
+                ),
+            )
+        except sqlite3.Error as exc:  # e.g. "database or disk is full": the transaction rolled back
+            allowed, suppressed = self._limiter.allow("journal_failed")
+            if allowed:
+                log.error(
+                    "journal_failed",
+                    extra=kv(
+                        camera=camera.key,
+                        session=session,
+                        file=segment.filename,
+                        error=exc,
+                        suppressed=suppressed,
+                    ),
+                )
+            raise JournalError(str(exc)) from exc
         self.metrics.recorded.labels(camera.key).inc()
         self.publisher.notify(camera.key)
         log.debug("segment_journaled", extra=kv(camera=camera.key, seq=entry.seq, session=session, size=size))
