@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,22 @@ def summary(label: str, docs: dict[str, list[dict[str, Any]]], extra: str = "") 
     print(f"\n[{label}] {'; '.join(parts)} {extra}".rstrip())
 
 
+def _hms(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S.%f")[:-3]
+
+
+def sessions_table(docs: list[dict[str, Any]]) -> str:
+    """The catalog's segments of one camera, one line per recording session."""
+    lines = []
+    for session, group in itertools.groupby(docs, key=lambda d: d["session"]):
+        run = list(group)
+        lines.append(
+            f"  session {session}: seq {run[0]['seq']}..{run[-1]['seq']} ({len(run)} segments), "
+            f"{_hms(run[0]['start'])} -> {_hms(run[-1]['end'])}"
+        )
+    return "\n".join(lines)
+
+
 # --- tests ------------------------------------------------------------------------------------
 
 
@@ -327,3 +344,4 @@ async def test_camera_outage_shows_as_a_time_gap(net: Net) -> None:
         docs,
         f"time gap {gap:.1f} s between seq {last_old['seq']} and {first_new['seq']}",
     )
+    print("catalog, factory1/cam1, sorted by seq:\n" + sessions_table(docs["cam1"]))
