@@ -30,7 +30,7 @@ from node.catalog import Catalog
 from node.devnet import network
 from node.errors import DaemonError
 from node.kubo import KuboClient
-from node.procs import poll_until
+from node.procs import ConditionTimeout, poll_until
 from producer.media import parse_probe
 from producer.outbox import Outbox
 
@@ -258,15 +258,30 @@ async def test_two_cameras_record_a_minute(net: Net) -> None:
             assert (recent[-1]["codec"], recent[-1]["width"], recent[-1]["height"]) == ("h264", 960, 540)
 
     trusted = {report["producer"]: producer}
-    heard = [announce.decode(data, trusted) for _, data in net.announcements[heard_from:]]
+    expected = {}
     for factory, device in CAMERAS:
-        seqs = [a.seq for a in heard if (a.factory, a.device) == (factory, device)]
-        assert len(seqs) == len(set(seqs)), f"{device}: an announcement arrived twice"
         docs = await catalog_segments(net, factory, device)
-        expected = [d["seq"] for d in docs if d["start"].timestamp() >= began]
-        assert set(expected) <= set(seqs), (
-            f"{device}: no announcement for seq {sorted(set(expected) - set(seqs))}"
-        )
+        expected[device] = {d["seq"] for d in docs if d["start"].timestamp() >= began}
+
+    heard: list[announce.Announcement] = []
+
+    def heard_seqs(device: str) -> list[int]:
+        return [a.seq for a in heard if a.device == device]
+
+    async def all_heard() -> bool:
+        # The catalog step precedes the announcement: the last few may still be on their way.
+        nonlocal heard
+        heard = [announce.decode(data, trusted) for _, data in net.announcements[heard_from:]]
+        return all(expected[d] <= set(heard_seqs(d)) for _, d in CAMERAS)
+
+    with suppress(ConditionTimeout):
+        await poll_until(all_heard, timeout=15, what="the announcements of every catalogued segment")
+    for factory, device in CAMERAS:
+        seqs = heard_seqs(device)
+        assert len(seqs) == len(set(seqs)), f"{device}: an announcement arrived twice"
+        missing = sorted(expected[device] - set(seqs))
+        assert not missing, f"{device}: no announcement for seq {missing}"
+        docs = await catalog_segments(net, factory, device)
         by_seq = {a.seq: a for a in heard if a.device == device}
         for doc in docs:
             if doc["seq"] in by_seq:
