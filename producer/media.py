@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ class MediaInfo:
     height: int
     bitrate: int  # bits per second over the probed segment, 0 if unknown
     audio_codec: str = ""
+    duration: float = 0.0  # seconds, of the probed file
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -35,6 +37,18 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def ffprobe_for(ffmpeg: str) -> str:
+    """ffprobe next to the configured ffmpeg (or on PATH like it)."""
+    return str(Path(ffmpeg).with_name("ffprobe")) if os.sep in ffmpeg else "ffprobe"
 
 
 def parse_probe(report: dict[str, Any]) -> MediaInfo:
@@ -54,6 +68,7 @@ def parse_probe(report: dict[str, Any]) -> MediaInfo:
         height=_int(video.get("height")),
         bitrate=_int(fmt.get("bit_rate")),
         audio_codec=str(audio.get("codec_name", "")) if audio else "",
+        duration=_float(fmt.get("duration")),
     )
 
 

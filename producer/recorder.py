@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,6 +33,7 @@ from node.logs import RateLimiter, kv
 from node.procs import pid_alive, pid_matches
 from producer.config import CameraConfig
 from producer.ffmpeg_cmd import PLAYLIST, RTSP_IO_TIMEOUT_US, build_argv, redact, session_name
+from producer.media import ProbeError, ffprobe_for, probe
 from producer.segments import ListedSegment, PlaylistError, listed_segments, new_segments
 from producer.watch import PlaylistWatcher
 
@@ -51,6 +52,8 @@ class JournalError(RuntimeError):
 
 # (camera, session name, session directory, listed segment) -> journaled; may raise JournalError
 SegmentSink = Callable[[CameraConfig, str, Path, ListedSegment], Awaitable[None]]
+# (camera, session name, file name) -> already journaled
+KnownCheck = Callable[[CameraConfig, str, str], Awaitable[bool]]
 
 
 @dataclass
@@ -327,10 +330,62 @@ def _writes_into(pid: int, session_dir: Path) -> bool:
     return os.fsencode(session_dir / PLAYLIST) in cmdline.split(b"\0")
 
 
+async def salvage_unlisted(
+    camera: CameraConfig,
+    session_dir: Path,
+    listed: list[ListedSegment],
+    known: KnownCheck,
+    ffprobe: str = "ffprobe",
+) -> list[ListedSegment]:
+    """Complete segment files the playlist no longer lists and the outbox does not know.
+
+    ffmpeg's playlist is a sliding window: if the producer was down for longer
+    than the window while ffmpeg went on recording, the oldest of those files
+    have dropped out of it. Their length comes from ffprobe; their start is
+    counted back from the first listed segment (segments of one run are back to
+    back), or, with nothing listed, taken from the file's modification time.
+    Files still being written (``.tmp``) are not complete and are left alone.
+    """
+    names = {s.filename for s in listed}
+    first_listed = min(names) if names else None
+    found = []
+    files = await asyncio.to_thread(lambda: sorted(session_dir.glob("seg-*.ts")))
+    for path in files:
+        if path.name in names or (first_listed is not None and path.name > first_listed):
+            continue
+        if await known(camera, session_dir.name, path.name):
+            continue
+        try:
+            media = await probe(path, ffprobe=ffprobe)
+        except ProbeError as exc:
+            log.error(
+                "salvage_failed",
+                extra=kv(camera=camera.key, session=session_dir.name, file=path.name, error=exc),
+            )
+            continue
+        ended = datetime.fromtimestamp((await asyncio.to_thread(path.stat)).st_mtime, UTC)
+        found.append(
+            ListedSegment(path.name, round(media.duration, 3), ended - timedelta(seconds=media.duration))
+        )
+    if listed and found:
+        # Segments of one ffmpeg run are back to back: count back from the first listed
+        # segment's PROGRAM-DATE-TIME, the same clock as the rest of the session.
+        anchor = listed[0].start
+        for index in range(len(found) - 1, -1, -1):
+            anchor -= timedelta(seconds=found[index].duration)
+            found[index] = ListedSegment(found[index].filename, found[index].duration, anchor)
+    if found:
+        log.warning(
+            "segments_salvaged", extra=kv(camera=camera.key, session=session_dir.name, count=len(found))
+        )
+    return found
+
+
 async def recover_sessions(
     camera: CameraConfig,
     sessions_dir: Path,
     sink: SegmentSink,
+    known: KnownCheck,
     ffmpeg: str = "ffmpeg",
 ) -> int:
     """Hand on what earlier runs recorded but did not journal; returns how many segments."""
@@ -358,8 +413,9 @@ async def recover_sessions(
         except PlaylistError as exc:
             log.error("playlist_unusable", extra=kv(camera=camera.key, session=session_dir.name, error=exc))
             continue
+        salvaged = await salvage_unlisted(camera, session_dir, listed, known, ffprobe_for(ffmpeg))
         try:
-            for segment in listed:
+            for segment in salvaged + listed:
                 await sink(camera, session_dir.name, session_dir, segment)
                 found += 1
         except JournalError:

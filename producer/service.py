@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -33,6 +32,7 @@ from node.cluster import ClusterClient
 from node.kubo import KuboClient
 from node.logs import RateLimiter, kv
 from producer.config import CameraConfig, ProducerConfig
+from producer.media import ffprobe_for
 from producer.metrics import ProducerMetrics
 from producer.outbox import AsyncOutbox, NewSegment, Outbox
 from producer.pipeline import Publisher
@@ -46,11 +46,6 @@ HOUSEKEEPING_INTERVAL = 5.0
 DELETE_INTERVAL = 30.0
 # A camera whose oldest unannounced segment is older than this makes /healthz "degraded".
 BACKLOG_DEGRADED_S = 60.0
-
-
-def ffprobe_for(ffmpeg: str) -> str:
-    """ffprobe next to the configured ffmpeg (or on PATH like it)."""
-    return str(Path(ffmpeg).with_name("ffprobe")) if os.sep in ffmpeg else "ffprobe"
 
 
 def hash_file(path: Path) -> tuple[int, str]:
@@ -106,6 +101,9 @@ class Producer:
         )
 
     # --- segments ---------------------------------------------------------------------
+
+    async def _known(self, camera: CameraConfig, session: str, filename: str) -> bool:
+        return await self.outbox.call(self.outbox.sync.known, camera.key, session, filename)
 
     async def _journal(
         self, camera: CameraConfig, session: str, session_dir: Path, segment: ListedSegment
@@ -290,7 +288,9 @@ class Producer:
     async def _recover(self) -> None:
         found = await asyncio.gather(
             *(
-                recover_sessions(c, self.sessions_dir, self._journal, ffmpeg=self.config.node.ffmpeg)
+                recover_sessions(
+                    c, self.sessions_dir, self._journal, self._known, ffmpeg=self.config.node.ffmpeg
+                )
                 for c in self.config.cameras
             )
         )
