@@ -19,6 +19,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Shared value patterns: camera and factory names; a listen address.
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+HOSTPORT = r"127\.0\.0\.1:[0-9]{1,5}|\[::1\]:[0-9]{1,5}|localhost:[0-9]{1,5}|[0-9.]+:[0-9]{1,5}"
+
 
 class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:

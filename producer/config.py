@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from node.config import ConfigError, load, setting
-
-NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-HOSTPORT = r"127\.0\.0\.1:[0-9]{1,5}|\[::1\]:[0-9]{1,5}|localhost:[0-9]{1,5}|[0-9.]+:[0-9]{1,5}"
+from node.config import HOSTPORT, NAME, ConfigError, load, setting
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""Playlist composition: pure, order-independent for the day, never backwards for live."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import m3u8
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirror.playlists import (
+    LiveState,
+    PlaylistSegment,
+    compose_day,
+    compose_live,
+    rounded,
+    target_duration,
+)
+
+T0 = datetime(2026, 11, 21, 6, 0, 0, tzinfo=UTC)
+
+
+def timeline(
+    durations: list[float], sessions: list[int] | None = None, gaps: set[int] | None = None
+) -> list[PlaylistSegment]:
+    """Back-to-back segments; ``gaps`` are seqs preceded by a 30 s jump in time."""
+    out = []
+    start = T0
+    for seq, duration in enumerate(durations):
+        if gaps and seq in gaps:
+            start += timedelta(seconds=30)
+        session = f"S{(sessions or [0] * len(durations))[seq]}"
+        out.append(PlaylistSegment(seq, session, f"{seq:06d}.ts", start, duration))
+        start += timedelta(seconds=duration)
+    return out
+
+
+def parsed(text: str) -> m3u8.M3U8:
+    return m3u8.loads(text)
+
+
+def test_day_playlist_tags() -> None:
+    segs = timeline([2.96, 2.0, 2.0, 2.0], sessions=[0, 0, 1, 1], gaps={2})
+    text = compose_day(segs, ended=False)
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and "#EXT-X-ENDLIST" not in text
+    playlist = parsed(text)
+    assert [s.uri for s in playlist.segments] == [s.uri for s in segs]
+    assert [bool(s.discontinuity) for s in playlist.segments] == [False, False, True, False]
+    assert all(s.program_date_time is not None for s in playlist.segments)
+    assert playlist.target_duration == 3
+    assert "#EXT-X-ENDLIST" in compose_day(segs, ended=True)
+
+
+def test_hole_in_seq_is_a_discontinuity() -> None:
+    segs = timeline([2.0] * 5)
+    del segs[2]
+    playlist = parsed(compose_day(segs, ended=False))
+    assert [bool(s.discontinuity) for s in playlist.segments] == [False, False, True, False]
+
+
+def test_target_duration_rounds_like_hls() -> None:
+    assert [rounded(d) for d in (0.4, 1.5, 2.49, 2.5, 9.99)] == [0, 2, 2, 3, 10]
+    assert target_duration(timeline([2.0, 2.6, 1.0])) == 3
+    assert target_duration([]) == 1
+
+
+durations = st.lists(st.sampled_from([1.0, 2.0, 2.04, 2.96, 3.5]), min_size=1, max_size=25)
+
+
+@given(durations, st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None)
+def test_day_playlist_ignores_arrival_order(lengths: list[float], rnd: object) -> None:
+    segs = timeline(lengths)
+    shuffled = list(segs)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert compose_day(shuffled + shuffled[:3], ended=False) == compose_day(segs, ended=False)
+    playlist = parsed(compose_day(segs, ended=False))
+    assert playlist.target_duration >= max(rounded(d) for d in lengths)
+
+
+@given(
+    st.integers(min_value=1, max_value=40),
+    st.randoms(use_true_random=False),
+    st.integers(min_value=1, max_value=8),
+    st.sets(st.integers(min_value=0, max_value=39), max_size=4),
+)
+@settings(max_examples=150, deadline=None)
+def test_live_numbers_never_go_backwards(count: int, rnd: object, window: int, never: set[int]) -> None:
+    segs = [
+        s for s in timeline([2.0] * count, sessions=[i // 10 for i in range(count)]) if s.seq not in never
+    ]
+    # Mostly in order, with some late arrivals, like concurrent fetches.
+    arrival = list(segs)
+    for i in range(len(arrival) - 1):
+        if rnd.random() < 0.3:  # type: ignore[attr-defined]
+            arrival[i], arrival[i + 1] = arrival[i + 1], arrival[i]
+    state: LiveState | None = None
+    held: list[PlaylistSegment] = []
+    numbers: dict[str, int] = {}
+    last_ms = last_dsn = -1
+    for segment in arrival:
+        held.append(segment)
+        text, state = compose_live(held, window=window, previous=state)
+        playlist = parsed(text)
+        assert len(playlist.segments) <= window
+        ms, dsn = playlist.media_sequence or 0, playlist.discontinuity_sequence or 0
+        assert ms >= last_ms and dsn >= last_dsn
+        last_ms, last_dsn = ms, dsn
+        seqs = [int(s.uri[:6]) for s in playlist.segments]
+        assert seqs == sorted(seqs)
+        for index, seg in enumerate(playlist.segments):
+            number = ms + index
+            assert numbers.setdefault(seg.uri, number) == number, f"{seg.uri} renumbered"
+    # Once everything has arrived (no hole left), the newest segment is live.
+    if segs and not never:
+        assert parsed(compose_live(held, window=window, previous=state)[0]).segments[-1].uri == segs[-1].uri
+
+
+def test_live_waits_for_a_late_segment_then_skips_it() -> None:
+    segs = timeline([2.0] * 8)
+    text, state = compose_live(segs[:3], window=4)
+    assert [s.uri for s in parsed(text).segments] == ["000000.ts", "000001.ts", "000002.ts"]
+    text, state = compose_live(segs[:3] + segs[4:6], window=4, previous=state, hold=3)
+    assert parsed(text).segments[-1].uri == "000002.ts", "held at the hole"
+    text, state = compose_live(segs[:3] + segs[4:8], window=4, previous=state, hold=3)
+    playlist = parsed(text)
+    assert [s.uri for s in playlist.segments] == ["000004.ts", "000005.ts", "000006.ts", "000007.ts"]
+    assert state.skipped == frozenset() and playlist.discontinuity_sequence == 1
+    # The late segment arrives: live does not insert it (the day playlist will).
+    text2, _ = compose_live(segs, window=4, previous=state)
+    assert "000003.ts" not in text2
+
+
+def test_live_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="window"):
+        compose_live([], window=0)
