@@ -173,8 +173,8 @@ def decode(data: bytes, trusted: dict[str, Ed25519PublicKey]) -> Announcement:
     _require(len(data) <= MAX_BYTES, "too_large", f"{len(data)} bytes")
     try:
         obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise AnnouncementError("bad_json", str(exc)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # "[[[[..." nests past the parser
+        raise AnnouncementError("bad_json", str(exc) or type(exc).__name__) from None
     announcement = _check_schema(obj)
     key = trusted.get(announcement.producer)
     _require(key is not None, "unknown_producer", announcement.producer)

@@ -67,6 +67,7 @@ def _tamper(data: bytes, **changes: Any) -> bytes:
         pytest.param(b"{not json", "bad_json", id="not-json"),
         pytest.param(b"[]", "schema", id="not-object"),
         pytest.param(_tamper(_signed(), extra=1), "schema", id="extra-field"),
+        pytest.param(b"[" * 4000, "bad_json", id="nested-too-deep"),
         pytest.param(_tamper(_signed(), v=2), "version", id="version"),
         pytest.param(_tamper(_signed(), seq=-1), "schema", id="negative-seq"),
         pytest.param(_tamper(_signed(), seq=True), "schema", id="bool-seq"),
