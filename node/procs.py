@@ -115,13 +115,23 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def pid_matches(pid: int, executable: str) -> bool:
-    """Guard against pid reuse: does ``pid`` run a command whose argv mentions ``executable``?"""
+def cmdline(pid: int) -> list[bytes]:
+    """The argv of ``pid`` ([] if it is gone or a zombie)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
+        return []
+    return raw.split(b"\0")[:-1] if raw else []
+
+
+def pid_matches(pid: int, executable: str, *, argument: str | None = None) -> bool:
+    """Guard against pid reuse: does ``pid`` run a command whose argv mentions ``executable``
+    (and, if given, has ``argument`` as one of its arguments)?"""
+    args = cmdline(pid)
+    name = os.path.basename(executable).encode()
+    if not any(name in arg for arg in args):
         return False
-    return os.path.basename(executable).encode() in cmdline
+    return argument is None or os.fsencode(argument) in args
 
 
 def group_alive(pgid: int) -> bool:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,8 +26,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
+from watchdog.observers.api import ObservedWatch
+
 from node.logs import RateLimiter, kv
-from node.procs import pid_alive, pid_matches
+from node.procs import pid_matches, stop_group
 from producer.config import CameraConfig
 from producer.ffmpeg_cmd import PLAYLIST, RTSP_IO_TIMEOUT_US, build_argv, redact, session_name
 from producer.media import ProbeError, ffprobe_for, probe
@@ -163,7 +162,6 @@ class CameraRecorder:
         self.session = ""
         self.last_segment_at: float | None = None  # monotonic
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
-        self._unjournaled = False
 
     async def run(self) -> None:
         """Record until cancelled; on cancellation ffmpeg is stopped and its last segment kept."""
@@ -241,7 +239,8 @@ class CameraRecorder:
                 woke.cancel()
                 wake.clear()
                 # Read on every wake-up, exit or deadline: the playlist is the only truth.
-                if await self._collect(session_dir, seen):
+                listed, _ = await self._collect(session_dir, seen)
+                if listed:
                     deadline = time.monotonic() + stall_timeout(self.camera.segment_seconds)
                 if exited in done:
                     return f"exit code {proc.returncode}"
@@ -250,38 +249,40 @@ class CameraRecorder:
         finally:
             exited.cancel()
 
-    async def _collect(self, session_dir: Path, seen: set[str]) -> bool:
+    async def _collect(self, session_dir: Path, seen: set[str]) -> tuple[int, bool]:
+        """Journal what the playlist newly lists: (how many it newly lists, whether all got journaled).
+
+        ffmpeg's health is judged by the first number, so a journal failure does not restart it.
+        """
         try:
             fresh = new_segments(read_listed(session_dir), seen)
         except PlaylistError as exc:
             log.error("playlist_unusable", extra=kv(camera=self.camera.key, session=self.session, error=exc))
-            return False
+            return 0, True
         for segment in fresh:
             try:
                 await self._sink(self.camera, session_dir.name, session_dir, segment)
             except JournalError:
-                self._unjournaled = True  # retried on the next playlist change, or at the next start
-                break
+                return len(fresh), False  # retried on the next playlist change, or at the next start
             seen.add(segment.filename)
             self.state = "up"
             self.last_segment_at = time.monotonic()
-        return bool(fresh)
+        return len(fresh), True
 
     async def _finish(
         self,
         proc: asyncio.subprocess.Process,
         reader: asyncio.Task[None],
         session_dir: Path,
-        watch: object,
+        watch: ObservedWatch,
         seen: set[str],
     ) -> None:
         await stop_process(proc)
         await reader
-        self._watcher.unwatch(watch)  # type: ignore[arg-type]
-        self._unjournaled = False
-        await self._collect(session_dir, seen)  # the segment ffmpeg closed on its way out
+        self._watcher.unwatch(watch)
+        _, complete = await self._collect(session_dir, seen)  # the segment ffmpeg closed on its way out
         (session_dir / PIDFILE).unlink(missing_ok=True)
-        if not self._unjournaled:  # otherwise the next start journals what is missing
+        if complete:  # otherwise the next start journals what is missing
             (session_dir / CLOSED).touch()
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process, scrub: SecretScrubber) -> None:
@@ -305,29 +306,6 @@ async def stop_process(proc: asyncio.subprocess.Process, timeout: float = TERM_T
         log.warning("ffmpeg_kill", extra=kv(pid=proc.pid, after_s=timeout))
         proc.kill()
         await proc.wait()
-
-
-async def _stop_orphan(pid: int, timeout: float = TERM_TIMEOUT) -> None:
-    """Stop an ffmpeg a previous producer process left running (not our child: poll its pid)."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        await asyncio.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _writes_into(pid: int, session_dir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return os.fsencode(session_dir / PLAYLIST) in cmdline.split(b"\0")
 
 
 async def salvage_unlisted(
@@ -403,11 +381,12 @@ async def recover_sessions(
             except ValueError:
                 pid = 0
             # The pid may have been reused: it must be an ffmpeg writing into this very session.
-            if pid > 0 and pid_matches(pid, ffmpeg) and _writes_into(pid, session_dir):
+            if pid > 0 and pid_matches(pid, ffmpeg, argument=str(session_dir / PLAYLIST)):
                 log.warning(
                     "orphan_ffmpeg_stopped", extra=kv(camera=camera.key, session=session_dir.name, pid=pid)
                 )
-                await _stop_orphan(pid)
+                # ffmpeg runs in a session of its own, so its pid is its process group.
+                await stop_group(pid, name=f"ffmpeg {camera.key}", term_timeout=TERM_TIMEOUT)
         try:
             listed = read_listed(session_dir)
         except PlaylistError as exc:
