@@ -81,24 +81,23 @@ async def _devnet_status(args: argparse.Namespace) -> int:
     return 0 if info["running"] else 3
 
 
-async def _devnet_camera(args: argparse.Namespace) -> int:
-    if args.action == "stop":
-        outcome = await network.camera_stop(Path(args.dir), args.device)
-        print(f"camera {args.device}: {outcome}")
+async def _stop_or_start(directory: Path, action: str, name: str, label: str, term_timeout: float) -> int:
+    if action == "stop":
+        outcome = await network.stop_process(directory, name, term_timeout=term_timeout)
+        print(f"{label}: {outcome}")
     else:
-        await network.camera_start(Path(args.dir), args.device)
-        print(f"camera {args.device}: running")
+        await network.start_process(directory, name)
+        print(f"{label}: running")
     return 0
+
+
+async def _devnet_camera(args: argparse.Namespace) -> int:
+    name = network.camera_process(Path(args.dir), args.device)
+    return await _stop_or_start(Path(args.dir), args.action, name, f"camera {args.device}", term_timeout=5.0)
 
 
 async def _devnet_process(args: argparse.Namespace) -> int:
-    if args.action == "stop":
-        outcome = await network.stop_process(Path(args.dir), args.name)
-        print(f"{args.name}: {outcome}")
-    else:
-        await network.start_process(Path(args.dir), args.name)
-        print(f"{args.name}: running")
-    return 0
+    return await _stop_or_start(Path(args.dir), args.action, args.name, args.name, term_timeout=15.0)
 
 
 async def _producer_pubkey(args: argparse.Namespace) -> int:
@@ -120,8 +119,6 @@ async def _producer_run(args: argparse.Namespace) -> int:
     from producer.config import load_config
     from producer.service import Producer
 
-    if args.producer_command is not None:  # pragma: no cover - argparse dispatches subcommands
-        raise AssertionError(args.producer_command)
     if not args.config:
         raise ConfigError(
             "--config", "camswarm producer needs --config FILE (see docs/producer.example.toml)"

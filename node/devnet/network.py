@@ -439,7 +439,7 @@ async def _start_all(
         await _ready(directory, state, name)
 
     progress("waiting for the catalog and cameras")
-    for name in storage[: 1 + len(state.cameras)]:
+    for name in ["catalog", *(c.process for c in state.cameras)]:
         await _ready(directory, state, name)
     if producer and state.cameras:
         progress("starting the producer")
@@ -519,17 +519,10 @@ async def start_process(directory: Path, name: str) -> None:
     await _ready(directory, state, name)
 
 
-async def camera_stop(directory: Path, device: str) -> str:
-    return await stop_process(directory, _camera(_require_state(directory.resolve()), device).process, 5.0)
-
-
-async def camera_start(directory: Path, device: str) -> None:
-    await start_process(directory, _camera(_require_state(directory.resolve()), device).process)
-
-
-def _camera(state: DevnetState, device: str) -> CameraSpec:
+def camera_process(directory: Path, device: str) -> str:
+    """The process name of the simulated camera ``device`` (for stop_process/start_process)."""
     try:
-        return state.camera(device)
+        return _require_state(directory.resolve()).camera(device).process
     except KeyError as exc:
         raise DevnetError(str(exc.args[0])) from exc
 
