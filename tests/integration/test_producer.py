@@ -31,7 +31,7 @@ from node.devnet import network
 from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.procs import ConditionTimeout, poll_until
-from producer.media import parse_probe
+from producer.media import probe
 from producer.outbox import Outbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -253,7 +253,7 @@ async def test_two_cameras_record_a_minute(net: Net) -> None:
             # One ffprobe per camera on bytes fetched through the mirror.
             probe_file = net.dir / f"{device}-probe.ts"
             probe_file.write_bytes(await mirror.cat(recent[-1]["cid"]))
-            media = parse_probe(await _ffprobe_json(probe_file))
+            media = await probe(probe_file)
             assert (media.container, media.codec) == ("mpegts", "h264"), media
             assert (recent[-1]["codec"], recent[-1]["width"], recent[-1]["height"]) == ("h264", 960, 540)
 
@@ -294,19 +294,6 @@ async def test_two_cameras_record_a_minute(net: Net) -> None:
             if doc["seq"] in by_seq:
                 assert by_seq[doc["seq"]].cid == doc["cid"]
     summary("60 s", await check_all(net), f"wall {wall:.0f} s, {len(heard)} signed announcements verified")
-
-
-async def _ffprobe_json(path: Path) -> dict[str, Any]:
-    import json
-
-    proc = await asyncio.create_subprocess_exec(
-        "ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0
-    result: dict[str, Any] = json.loads(out)
-    return result
 
 
 @pytest.mark.parametrize("process", ["kubo-producer", "cluster-producer", "catalog"])
