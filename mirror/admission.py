@@ -1,6 +1,6 @@
 """What a mirror accepts from the announcement topic: a pure check, no I/O.
 
-Every pubsub payload goes through :func:`admit`, which either returns a verified
+Every pubsub payload goes through :meth:`Admission.admit`, which either returns a verified
 :class:`~node.announce.Announcement` or raises :class:`Rejected` naming the first
 check that failed. Checks run in this order:
 
@@ -19,7 +19,7 @@ check that failed. Checks run in this order:
 
 The store is only consulted through the callables passed in; they may do I/O
 behind the caller's back, but this module does none. Exceptions raised by those
-callables propagate unchanged; for any ``bytes`` payload, admit raises nothing but
+callables propagate unchanged; for any ``bytes`` payload, ``admit`` raises nothing but
 :class:`Rejected`.
 """
 
@@ -86,50 +86,42 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def admit(
-    data: bytes,
-    *,
-    trusted: dict[str, Ed25519PublicKey],
-    now: datetime,
-    stored: Stored,
-    highest: Highest,
-    wants: Wants,
-    limits: Limits = DEFAULT_LIMITS,
-) -> Announcement:
-    """Decode, verify and vet one pubsub payload; raise :class:`Rejected` on the first failed check.
+@dataclass(frozen=True)
+class Admission:
+    """The checks of one mirror, bound to its allow-list, its store and its limits.
 
-    ``trusted`` maps allow-listed producer key ids to their public keys; ``now`` must be
-    timezone-aware.
+    ``trusted`` maps allow-listed producer key ids to their public keys.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    try:
-        announcement = announce.decode(data, trusted)
-    except AnnouncementError as exc:
-        prefix = f"{exc.reason}: "
-        text = str(exc)
-        raise Rejected(exc.reason, text.removeprefix(prefix)) from None
-    return check(announcement, now=now, stored=stored, highest=highest, wants=wants, limits=limits)
 
+    trusted: Mapping[str, Ed25519PublicKey]
+    stored: Stored
+    highest: Highest
+    wants: Wants
+    limits: Limits = DEFAULT_LIMITS
 
-def check(
-    announcement: Announcement,
-    *,
-    now: datetime,
-    stored: Stored,
-    highest: Highest,
-    wants: Wants,
-    limits: Limits = DEFAULT_LIMITS,
-) -> Announcement:
-    """The mirror-specific checks on an already verified announcement; returns it unchanged."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    _check_filename(announcement)
-    _check_time(announcement, now, limits)
-    if not wants(announcement.factory, announcement.device):
-        raise Rejected("unwanted", f"{_camera(announcement)} is not mirrored here", announcement)
-    _check_replay(announcement, stored, highest, limits)
-    return announcement
+    def admit(self, data: bytes, now: datetime) -> Announcement:
+        """Decode, verify and vet one pubsub payload; raise :class:`Rejected` on the first failed check.
+
+        ``now`` must be timezone-aware.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        try:
+            announcement = announce.decode(data, dict(self.trusted))
+        except AnnouncementError as exc:
+            raise Rejected(exc.reason, exc.detail) from None
+        return self.check(announcement, now)
+
+    def check(self, announcement: Announcement, now: datetime) -> Announcement:
+        """The mirror-specific checks on an already verified announcement; returns it unchanged."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        _check_filename(announcement)
+        _check_time(announcement, now, self.limits)
+        if not self.wants(announcement.factory, announcement.device):
+            raise Rejected("unwanted", f"{_camera(announcement)} is not mirrored here", announcement)
+        _check_replay(announcement, self.stored, self.highest, self.limits)
+        return announcement
 
 
 def _camera(announcement: Announcement) -> str:

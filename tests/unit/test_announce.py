@@ -1,47 +1,19 @@
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from node import announce
-from node.announce import Announcement, AnnouncementError
-
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
-TRUSTED = {announce.key_id(KEY.public_key()): KEY.public_key()}
-CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-
-
-def _draft(**changes: Any) -> Announcement:
-    base = Announcement(
-        v=1,
-        producer="",
-        factory="factory1",
-        device="cam1",
-        session="20261121T062705Z",
-        seq=41,
-        cid=CID,
-        filename="seg-000041.ts",
-        start="2026-11-21T06:27:05.120Z",
-        duration=2.002,
-        size=1_048_576,
-    )
-    return replace(base, **changes)
-
-
-def _signed(**changes: Any) -> bytes:
-    return announce.encode(announce.sign(_draft(**changes), KEY))
+from node.announce import AnnouncementError
+from tests.unit.samples import CID, KEY, OTHER, TRUSTED, draft, signed, tamper
 
 
 def test_round_trip() -> None:
-    data = _signed()
+    data = signed()
     assert len(data) < announce.MAX_BYTES
     got = announce.decode(data, TRUSTED)
     assert got.producer == announce.key_id(KEY.public_key())
@@ -53,12 +25,6 @@ def test_canonical_bytes_are_sorted_and_compact() -> None:
     assert announce.canonical_bytes({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
 
 
-def _tamper(data: bytes, **changes: Any) -> bytes:
-    obj = json.loads(data)
-    obj.update(changes)
-    return json.dumps(obj).encode()
-
-
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -66,27 +32,27 @@ def _tamper(data: bytes, **changes: Any) -> bytes:
         pytest.param(b"\xff\xfe", "bad_json", id="not-utf8"),
         pytest.param(b"{not json", "bad_json", id="not-json"),
         pytest.param(b"[]", "schema", id="not-object"),
-        pytest.param(_tamper(_signed(), extra=1), "schema", id="extra-field"),
+        pytest.param(tamper(signed(), extra=1), "schema", id="extra-field"),
         pytest.param(b"[" * 4000, "bad_json", id="nested-too-deep"),
-        pytest.param(_tamper(_signed(), v=2), "version", id="version"),
-        pytest.param(_tamper(_signed(), seq=-1), "schema", id="negative-seq"),
-        pytest.param(_tamper(_signed(), seq=True), "schema", id="bool-seq"),
-        pytest.param(_tamper(_signed(), seq="41"), "schema", id="string-seq"),
-        pytest.param(_tamper(_signed(), filename="../../etc/passwd"), "schema", id="path-traversal"),
-        pytest.param(_tamper(_signed(), filename="a.mp4"), "schema", id="not-ts"),
-        pytest.param(_tamper(_signed(), device="cam 1"), "schema", id="bad-device"),
-        pytest.param(_tamper(_signed(), cid="QmNope"), "schema", id="bad-cid"),
-        pytest.param(_tamper(_signed(), start="2026-11-21 06:27:05"), "schema", id="bad-start"),
-        pytest.param(_tamper(_signed(), duration=0), "schema", id="zero-duration"),
-        pytest.param(_tamper(_signed(), duration=1.23456), "schema", id="duration-precision"),
-        pytest.param(_tamper(_signed(), size=0), "schema", id="zero-size"),
-        pytest.param(_tamper(_signed(), seq=42), "bad_signature", id="tampered-seq"),
+        pytest.param(tamper(signed(), v=2), "version", id="version"),
+        pytest.param(tamper(signed(), seq=-1), "schema", id="negative-seq"),
+        pytest.param(tamper(signed(), seq=True), "schema", id="bool-seq"),
+        pytest.param(tamper(signed(), seq="41"), "schema", id="string-seq"),
+        pytest.param(tamper(signed(), filename="../../etc/passwd"), "schema", id="path-traversal"),
+        pytest.param(tamper(signed(), filename="a.mp4"), "schema", id="not-ts"),
+        pytest.param(tamper(signed(), device="cam 1"), "schema", id="bad-device"),
+        pytest.param(tamper(signed(), cid="QmNope"), "schema", id="bad-cid"),
+        pytest.param(tamper(signed(), start="2026-11-21 06:27:05"), "schema", id="bad-start"),
+        pytest.param(tamper(signed(), duration=0), "schema", id="zero-duration"),
+        pytest.param(tamper(signed(), duration=1.23456), "schema", id="duration-precision"),
+        pytest.param(tamper(signed(), size=0), "schema", id="zero-size"),
+        pytest.param(tamper(signed(), seq=42), "bad_signature", id="tampered-seq"),
         pytest.param(
-            _tamper(_signed(), cid="QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"),
+            tamper(signed(), cid="QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"),
             "bad_signature",
             id="tampered-cid",
         ),
-        pytest.param(announce.encode(announce.sign(_draft(), OTHER)), "unknown_producer", id="unknown-key"),
+        pytest.param(announce.encode(announce.sign(draft(), OTHER)), "unknown_producer", id="unknown-key"),
     ],
 )
 def test_rejects(payload: bytes, reason: str) -> None:
@@ -96,8 +62,8 @@ def test_rejects(payload: bytes, reason: str) -> None:
 
 
 def test_key_claimed_by_another_producer_fails_signature() -> None:
-    forged = _tamper(
-        announce.encode(announce.sign(_draft(), OTHER)), producer=announce.key_id(KEY.public_key())
+    forged = tamper(
+        announce.encode(announce.sign(draft(), OTHER)), producer=announce.key_id(KEY.public_key())
     )
     with pytest.raises(AnnouncementError) as info:
         announce.decode(forged, TRUSTED)
@@ -106,7 +72,7 @@ def test_key_claimed_by_another_producer_fails_signature() -> None:
 
 def test_unsigned_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="not signed"):
-        announce.encode(_draft())
+        announce.encode(draft())
 
 
 def test_key_id_round_trip() -> None:
@@ -131,6 +97,6 @@ def test_format_start() -> None:
     device=st.from_regex(announce.NAME, fullmatch=True),
 )
 def test_any_valid_announcement_round_trips(seq: int, duration_ms: int, size: int, device: str) -> None:
-    draft = _draft(seq=seq, duration=duration_ms / 1000, size=size, device=device)
-    got = announce.decode(announce.encode(announce.sign(draft, KEY)), TRUSTED)
-    assert replace(got, sig="", producer="") == replace(draft, sig="", producer="")
+    unsigned = draft(seq=seq, duration=duration_ms / 1000, size=size, device=device)
+    got = announce.decode(announce.encode(announce.sign(unsigned, KEY)), TRUSTED)
+    assert replace(got, sig="", producer="") == replace(unsigned, sig="", producer="")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,41 +13,11 @@ from mirror import admission
 from mirror.admission import REASONS, Limits, RejectCounter, Rejected
 from node import announce
 from node.announce import Announcement
+from tests.unit.samples import CID, KEY, OTHER, TRUSTED, draft, signed, tamper
 
-KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
-TRUSTED = {announce.key_id(KEY.public_key()): KEY.public_key()}
-CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 OTHER_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 START = datetime(2026, 11, 21, 6, 27, 5, 120000, tzinfo=UTC)
 NOW = START + timedelta(seconds=10)
-
-
-def _draft(**changes: Any) -> Announcement:
-    base = Announcement(
-        v=1,
-        producer="",
-        factory="factory1",
-        device="cam1",
-        session="20261121T062705Z",
-        seq=41,
-        cid=CID,
-        filename="seg-000041.ts",
-        start=announce.format_start(START),
-        duration=2.002,
-        size=1_048_576,
-    )
-    return replace(base, **changes)
-
-
-def _signed(key: Ed25519PrivateKey = KEY, **changes: Any) -> bytes:
-    return announce.encode(announce.sign(_draft(**changes), key))
-
-
-def _tamper(data: bytes, **changes: Any) -> bytes:
-    obj = json.loads(data)
-    obj.update(changes)
-    return json.dumps(obj).encode()
 
 
 def _resign(obj: dict[str, Any]) -> bytes:
@@ -79,20 +48,15 @@ class Store:
     def wants(self, factory: str, device: str) -> bool:
         return (factory, device) in self.wanted
 
+    def admission(self, limits: Limits = admission.DEFAULT_LIMITS) -> admission.Admission:
+        return admission.Admission(TRUSTED, self.stored, self.highest, self.wants, limits)
+
 
 def _admit(
     data: bytes, store: Store | None = None, now: datetime = NOW, limits: Limits = admission.DEFAULT_LIMITS
 ) -> Announcement:
     store = Store() if store is None else store
-    return admission.admit(
-        data,
-        trusted=TRUSTED,
-        now=now,
-        stored=store.stored,
-        highest=store.highest,
-        wants=store.wants,
-        limits=limits,
-    )
+    return store.admission(limits).admit(data, now)
 
 
 def _reason(data: bytes, store: Store | None = None, **kwargs: Any) -> str:
@@ -108,14 +72,14 @@ def _stored_up_to(highest: int) -> Store:
 
 def test_valid_message_is_admitted() -> None:
     store = _stored_up_to(40)
-    got = _admit(_signed(), store)
-    assert got == announce.decode(_signed(), TRUSTED)
+    got = _admit(signed(), store)
+    assert got == announce.decode(signed(), TRUSTED)
     assert (got.producer, got.seq, got.cid) == (announce.key_id(KEY.public_key()), 41, CID)
     assert store.lookups == 2
 
 
 def test_first_segment_of_a_camera_is_admitted() -> None:
-    assert _admit(_signed(seq=9_000_000), Store()).seq == 9_000_000
+    assert _admit(signed(seq=9_000_000), Store()).seq == 9_000_000
 
 
 def test_reasons_are_documented_in_check_order() -> None:
@@ -128,30 +92,26 @@ def test_reasons_are_documented_in_check_order() -> None:
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        pytest.param(
-            _signed() + b" " * (announce.MAX_BYTES + 1 - len(_signed())), "too_large", id="oversize"
-        ),
+        pytest.param(signed() + b" " * (announce.MAX_BYTES + 1 - len(signed())), "too_large", id="oversize"),
         pytest.param(b"x" * 5000, "too_large", id="oversize-garbage"),
         pytest.param(b'{"v":1,', "bad_json", id="malformed-json"),
         pytest.param(b"\xff\xfe", "bad_json", id="not-utf8"),
         pytest.param(b"[" * 4000, "bad_json", id="nested-too-deeply"),
         pytest.param(b"{}", "schema", id="empty-object"),
-        pytest.param(_tamper(_signed(), v=2), "version", id="version"),
-        pytest.param(_signed(OTHER), "unknown_producer", id="unknown-key"),
-        pytest.param(_tamper(_signed(), cid=OTHER_CID), "bad_signature", id="altered-cid"),
-        pytest.param(_tamper(_signed(), seq=42), "bad_signature", id="altered-seq"),
-        pytest.param(_tamper(_signed(OTHER), producer=next(iter(TRUSTED))), "bad_signature", id="stolen-id"),
+        pytest.param(tamper(signed(), v=2), "version", id="version"),
+        pytest.param(signed(OTHER), "unknown_producer", id="unknown-key"),
+        pytest.param(tamper(signed(), cid=OTHER_CID), "bad_signature", id="altered-cid"),
+        pytest.param(tamper(signed(), seq=42), "bad_signature", id="altered-seq"),
+        pytest.param(tamper(signed(OTHER), producer=next(iter(TRUSTED))), "bad_signature", id="stolen-id"),
         # decode's pattern already refuses a path, before the signature is looked at.
-        pytest.param(_signed(filename="../../etc/passwd"), "schema", id="path-like-filename"),
-        pytest.param(_signed(filename="a..ts"), "bad_filename", id="dot-dot-filename"),
+        pytest.param(signed(filename="../../etc/passwd"), "schema", id="path-like-filename"),
+        pytest.param(signed(filename="a..ts"), "bad_filename", id="dot-dot-filename"),
         pytest.param(
-            _signed(start=announce.format_start(NOW + timedelta(seconds=301))), "bad_time", id="future"
+            signed(start=announce.format_start(NOW + timedelta(seconds=301))), "bad_time", id="future"
         ),
-        pytest.param(
-            _signed(start=announce.format_start(NOW - timedelta(days=41))), "bad_time", id="too-old"
-        ),
-        pytest.param(_tamper(_signed(), duration=0), "schema", id="zero-duration"),
-        pytest.param(_tamper(_signed(), duration=61), "schema", id="long-duration"),
+        pytest.param(signed(start=announce.format_start(NOW - timedelta(days=41))), "bad_time", id="too-old"),
+        pytest.param(tamper(signed(), duration=0), "schema", id="zero-duration"),
+        pytest.param(tamper(signed(), duration=61), "schema", id="long-duration"),
     ],
 )
 def test_rejects(payload: bytes, reason: str) -> None:
@@ -161,7 +121,7 @@ def test_rejects(payload: bytes, reason: str) -> None:
 
 def test_decode_rejections_carry_no_announcement() -> None:
     with pytest.raises(Rejected) as info:
-        _admit(_signed(OTHER))
+        _admit(signed(OTHER))
     assert info.value.announcement is None
     assert info.value.detail == announce.key_id(OTHER.public_key())
     assert not info.value.benign
@@ -170,7 +130,7 @@ def test_decode_rejections_carry_no_announcement() -> None:
 def test_replay_of_a_stored_seq() -> None:
     store = _stored_up_to(41)
     with pytest.raises(Rejected) as info:
-        _admit(_signed(), store)
+        _admit(signed(), store)
     assert info.value.reason == "replay"
     assert info.value.announcement is not None
     assert info.value.announcement.seq == 41
@@ -179,7 +139,7 @@ def test_replay_of_a_stored_seq() -> None:
 
 def test_same_seq_of_another_camera_is_not_a_replay() -> None:
     store = Store(segments={("factory1", "cam2", 41)}, wanted={("factory1", "cam1"), ("factory1", "cam2")})
-    assert _admit(_signed(), store).seq == 41
+    assert _admit(signed(), store).seq == 41
 
 
 @pytest.mark.parametrize(
@@ -194,7 +154,7 @@ def test_same_seq_of_another_camera_is_not_a_replay() -> None:
     ],
 )
 def test_seq_window(highest: int, seq: int, admitted: bool) -> None:
-    payload = _signed(seq=seq)
+    payload = signed(seq=seq)
     if admitted:
         assert _admit(payload, _stored_up_to(highest)).seq == seq
     else:
@@ -203,9 +163,9 @@ def test_seq_window(highest: int, seq: int, admitted: bool) -> None:
 
 def test_seq_window_follows_limits() -> None:
     limits = Limits(max_seq_ahead=5, max_seq_behind=0)
-    assert _admit(_signed(seq=45), _stored_up_to(40), limits=limits).seq == 45
-    assert _reason(_signed(seq=46), _stored_up_to(40), limits=limits) == "replay"
-    assert _reason(_signed(seq=39), _stored_up_to(40), limits=limits) == "replay"
+    assert _admit(signed(seq=45), _stored_up_to(40), limits=limits).seq == 45
+    assert _reason(signed(seq=46), _stored_up_to(40), limits=limits) == "replay"
+    assert _reason(signed(seq=39), _stored_up_to(40), limits=limits) == "replay"
 
 
 @pytest.mark.parametrize(
@@ -220,7 +180,7 @@ def test_seq_window_follows_limits() -> None:
     ],
 )
 def test_start_window(offset: timedelta, admitted: bool) -> None:
-    payload = _signed(start=announce.format_start(NOW + offset))
+    payload = signed(start=announce.format_start(NOW + offset))
     if admitted:
         assert _admit(payload).start_time == NOW + offset
     else:
@@ -229,40 +189,38 @@ def test_start_window(offset: timedelta, admitted: bool) -> None:
 
 @pytest.mark.parametrize("start", ["0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"])
 def test_extreme_starts_are_bad_time(start: str) -> None:
-    assert _reason(_signed(start=start)) == "bad_time"
+    assert _reason(signed(start=start)) == "bad_time"
 
 
 def test_start_window_holds_for_other_time_zones_of_now() -> None:
     now = NOW.astimezone(timezone(timedelta(hours=-7)))
-    assert _admit(_signed(start=announce.format_start(NOW + timedelta(seconds=300))), now=now)
+    assert _admit(signed(start=announce.format_start(NOW + timedelta(seconds=300))), now=now)
 
 
 def test_duration_beyond_the_mirror_limit() -> None:
-    assert _reason(_signed(duration=2.002), limits=Limits(max_duration_s=2.0)) == "bad_time"
-    assert _admit(_signed(duration=2.0), limits=Limits(max_duration_s=2.0)).duration == 2.0
+    assert _reason(signed(duration=2.002), limits=Limits(max_duration_s=2.0)) == "bad_time"
+    assert _admit(signed(duration=2.0), limits=Limits(max_duration_s=2.0)).duration == 2.0
 
 
 def test_path_like_filename_is_refused_by_the_mirror_check_too() -> None:
     for name in ("../../etc/passwd", "../../etc/passwd.ts", "sub/seg.ts", "a..ts", ".ts", "seg.mp4"):
-        draft = announce.sign(_draft(filename=name), KEY)
+        ann = announce.sign(draft(filename=name), KEY)
         with pytest.raises(Rejected) as info:
-            admission.check(
-                draft, now=NOW, stored=Store().stored, highest=Store().highest, wants=Store().wants
-            )
+            Store().admission().check(ann, NOW)
         assert info.value.reason == "bad_filename", name
 
 
 def test_unreadable_start_is_bad_time_in_the_mirror_check() -> None:
-    draft = announce.sign(_draft(start="yesterday"), KEY)
+    ann = announce.sign(draft(start="yesterday"), KEY)
     with pytest.raises(Rejected) as info:
-        admission.check(draft, now=NOW, stored=Store().stored, highest=Store().highest, wants=Store().wants)
+        Store().admission().check(ann, NOW)
     assert info.value.reason == "bad_time"
 
 
 def test_unwanted_camera_is_benign_and_skips_the_store() -> None:
     store = Store(segments={("factory1", "cam1", 41)}, wanted=set())
     with pytest.raises(Rejected) as info:
-        _admit(_signed(), store)
+        _admit(signed(), store)
     assert info.value.reason == "unwanted"
     assert info.value.benign
     assert info.value.announcement is not None
@@ -272,7 +230,7 @@ def test_unwanted_camera_is_benign_and_skips_the_store() -> None:
 
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        _admit(_signed(), now=NOW.replace(tzinfo=None))
+        _admit(signed(), now=NOW.replace(tzinfo=None))
     with pytest.raises(ValueError, match="timezone-aware"):
         _admit(b"garbage", now=NOW.replace(tzinfo=None))
 
@@ -285,7 +243,7 @@ def test_limits_must_not_be_negative() -> None:
 def test_reject_counter() -> None:
     counter = RejectCounter()
     assert counter.snapshot() == dict.fromkeys(REASONS, 0)
-    for payload in (_signed(OTHER), _signed(OTHER), b"{", _signed()):
+    for payload in (signed(OTHER), signed(OTHER), b"{", signed()):
         try:
             _admit(payload, Store(wanted=set()))
         except Rejected as exc:
@@ -321,7 +279,7 @@ _JSON_SCALARS = (
 _JSON = st.recursive(
     _JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4)
 )
-_VALID = json.loads(_signed())
+_VALID = json.loads(signed())
 
 
 def _admit_or_rejected(data: bytes, store: Store | None = None, now: datetime = NOW) -> Announcement | None:
@@ -364,18 +322,18 @@ def test_fuzz_fields_of_a_valid_message(changes: dict[str, Any], resign: bool) -
 @given(
     st.lists(
         st.tuples(
-            st.integers(min_value=0, max_value=len(_signed())), st.binary(max_size=3), st.integers(0, 3)
+            st.integers(min_value=0, max_value=len(signed())), st.binary(max_size=3), st.integers(0, 3)
         ),
         min_size=1,
         max_size=4,
     )
 )
 def test_fuzz_mutated_bytes_never_change_what_is_admitted(edits: list[tuple[int, bytes, int]]) -> None:
-    data = bytearray(_signed())
+    data = bytearray(signed())
     for pos, insert, delete in edits:
         data[pos : pos + delete] = insert
     got = _admit_or_rejected(bytes(data), _stored_up_to(40))
-    assert got is None or got == announce.decode(_signed(), TRUSTED)
+    assert got is None or got == announce.decode(signed(), TRUSTED)
 
 
 @given(
@@ -388,7 +346,7 @@ def test_fuzz_time_and_seq_checks(start: datetime, now: datetime, seq: int, top:
     text = start.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     start = announce.parse_start(text)
     store = Store() if top is None else _stored_up_to(top)
-    got = _admit_or_rejected(_signed(seq=seq, start=text), store, now)
+    got = _admit_or_rejected(signed(seq=seq, start=text), store, now)
     in_time = -40 * 86_400 <= (start - now).total_seconds() <= 300
     in_window = top is None or (seq != top and top - 50_000 <= seq <= top + 100_000)
     assert (got is not None) == (in_time and in_window)

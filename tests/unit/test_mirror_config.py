@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mirror.config import MirrorConfig, MirrorNode, load_config
 from node.announce import key_id
 from node.config import ConfigError
+from tests.unit.samples import load_text
 
 KEY_A = key_id(Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32).public_key())
 KEY_B = key_id(Ed25519PrivateKey.from_private_bytes(bytes([2]) * 32).public_key())
@@ -26,9 +27,7 @@ catchup_interval_s = 5
 
 
 def _load(tmp_path: Path, text: str) -> MirrorConfig:
-    path = tmp_path / "mirror.toml"
-    path.write_text(text)
-    return load_config(path)
+    return load_text(tmp_path, "mirror.toml", text, load_config)
 
 
 def test_good_config(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from node.config import ConfigError
 from producer.config import CameraConfig, ProducerConfig, load_config
 from producer.ffmpeg_cmd import build_argv, redact, session_name
+from tests.unit.samples import load_text
 
 GOOD = """
 [node]
@@ -31,9 +32,7 @@ segment_seconds = 4
 
 
 def _load(tmp_path: Path, text: str) -> ProducerConfig:
-    path = tmp_path / "producer.toml"
-    path.write_text(text)
-    return load_config(path)
+    return load_text(tmp_path, "producer.toml", text, load_config)
 
 
 def test_good_config(tmp_path: Path) -> None:
