@@ -134,6 +134,20 @@ def pid_matches(pid: int, executable: str, *, argument: str | None = None) -> bo
     return argument is None or os.fsencode(argument) in args
 
 
+def pids_mentioning(path: Path, *, executable: str | None = None) -> list[int]:
+    """Live processes with ``path`` inside one of their arguments (and running ``executable``)."""
+    needle = os.fsencode(path)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        args = cmdline(pid)
+        if any(needle in arg for arg in args) and (executable is None or pid_matches(pid, executable)):
+            found.append(pid)
+    return [pid for pid in found if pid_alive(pid)]
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

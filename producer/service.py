@@ -3,7 +3,7 @@
 Tasks, all on one event loop:
 - one recorder per camera (ffmpeg; segments journaled into the outbox);
 - one outbox worker per camera (add, pin, link, catalog, announce);
-- housekeeping: local deletion after retention, disk space, gauges;
+- housekeeping: local deletion after retention, disk space (gauges are read at scrape time);
 - the admin server: ``GET /healthz`` (JSON) and ``GET /metrics`` (Prometheus).
 
 On SIGTERM the recorders stop first (ffmpeg closes its current segment and it
@@ -216,7 +216,6 @@ class Producer:
         while True:
             try:
                 await asyncio.to_thread(self.check_disk)
-                await self.update_gauges()
                 if time.monotonic() - last_delete >= DELETE_INTERVAL or self.disk_low:
                     last_delete = time.monotonic()
                     await self.delete_local()

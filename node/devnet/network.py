@@ -49,6 +49,7 @@ from node.procs import (
     child_env,
     group_alive,
     pid_matches,
+    pids_mentioning,
     poll_until,
     spawn,
     stop_group,
@@ -482,9 +483,16 @@ async def _stop_one(state: DevnetState, name: str, term_timeout: float = 15.0) -
 
 
 async def down(directory: Path) -> dict[str, str]:
-    """Stop every process the devnet in ``directory`` started; data stays for the next ``up``."""
+    """Stop every process the devnet in ``directory`` started; data stays for the next ``up``.
+
+    That includes an ffmpeg left recording by a producer that was killed: it leads a
+    process group of its own, outside the producer's, so it is found by its arguments.
+    """
     directory = directory.resolve()
-    return await _stop_all(directory, _require_state(directory))
+    results = await _stop_all(directory, _require_state(directory))
+    for pid in pids_mentioning(directory, executable="ffmpeg"):
+        results[f"ffmpeg-{pid}"] = await stop_group(pid, name=f"orphaned ffmpeg {pid}", term_timeout=5.0)
+    return results
 
 
 # --- one process: outages on demand ----------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from node.devnet import network
-from node.procs import pid_alive
+from node.procs import pid_alive, pids_mentioning
 from node.toolchain import require_system
 
 
@@ -101,7 +101,7 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         code, out, _ = await _cli("devnet", "down", "--dir", str(directory))
     assert code == 0
     assert not [pid for pid in pids if pid_alive(pid)]
-    assert not _processes_using(directory), "the producer's ffmpeg outlived the devnet"
+    assert not pids_mentioning(directory), "a process of the devnet outlived it"
     code, _, _ = await _cli("devnet", "status", "--dir", str(directory))
     assert code == 3
 
@@ -116,19 +116,6 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
     finally:
         assert (await _cli("devnet", "down", "--dir", str(directory)))[0] == 0
     assert not [p["pid"] for p in again["processes"].values() if pid_alive(p["pid"])]
-
-
-def _processes_using(directory: Path) -> list[int]:
-    """Live processes whose command line mentions ``directory``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and pid_alive(int(entry.name)):
-            try:
-                if str(directory).encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 async def test_down_without_devnet_is_a_clear_error(tmp_path: Path) -> None:
