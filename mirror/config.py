@@ -29,6 +29,13 @@ class MirrorNode:
     queue_size: int = setting(256, min=8, max=100_000)
     pin: bool = setting(True)  # pin fetched CIDs in the local Kubo
     catchup_interval_s: float = setting(30.0, min=1, max=3600)
+    backfill_hours: float = setting(24.0, min=0.1, max=24 * 3650)  # how far back catch-up looks
+    fetch_timeout_s: float = setting(30.0, min=1, max=3600)  # one segment through Kubo
+
+    def __post_init__(self) -> None:
+        if self.backfill_hours > self.retention_days * 24:
+            # Catch-up would fetch what retention deletes, forever.
+            raise ConfigError("backfill_hours", "must not exceed retention_days * 24")
 
 
 def _unique(values: list[str], field: str, what: str) -> None:

@@ -82,9 +82,12 @@ class Catalog(AsyncResource):
             raise self._fail("upsert segment", exc) from exc
         return result.upserted_id is not None
 
-    async def _find_segments(self, query: Mapping[str, Any], order: str) -> list[dict[str, Any]]:
+    async def _find_segments(
+        self, query: Mapping[str, Any], order: str, limit: int = 0
+    ) -> list[dict[str, Any]]:
         try:
-            return [doc async for doc in self.segments.find(query, {"_id": 0}).sort(order, ASCENDING)]
+            cursor = self.segments.find(query, {"_id": 0}).sort(order, ASCENDING).limit(limit)
+            return [doc async for doc in cursor]
         except PyMongoError as exc:
             raise self._fail("query segments", exc) from exc
 
@@ -92,6 +95,17 @@ class Catalog(AsyncResource):
         """Segments of a camera with ``first <= seq <= last``, in seq order."""
         seq = {"$gte": first, "$lte": last}
         return await self._find_segments({"factory": factory, "device": device, "seq": seq}, "seq")
+
+    async def segments_after(self, factory: str, device: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` segments of a camera with ``seq > after``, in seq order (paging by seq)."""
+        query = {"factory": factory, "device": device, "seq": {"$gt": after}}
+        return await self._find_segments(query, "seq", limit)
+
+    async def first_segment_since(self, factory: str, device: str, since: datetime) -> dict[str, Any] | None:
+        """The camera's lowest-seq segment starting at or after ``since``."""
+        query = {"factory": factory, "device": device, "start": {"$gte": since}}
+        found = await self._find_segments(query, "seq", 1)
+        return found[0] if found else None
 
     async def segments_between(
         self, factory: str, device: str, start: datetime, end: datetime
@@ -109,6 +123,13 @@ class Catalog(AsyncResource):
             )
         except PyMongoError as exc:
             raise self._fail("update camera", exc) from exc
+
+    async def list_cameras(self) -> list[dict[str, Any]]:
+        """Every camera's latest state, ordered by ``factory/device``."""
+        try:
+            return [doc async for doc in self.cameras.find({}).sort("_id", ASCENDING)]
+        except PyMongoError as exc:
+            raise self._fail("list cameras", exc) from exc
 
     async def camera_state(self, factory: str, device: str) -> dict[str, Any] | None:
         try:

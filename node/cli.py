@@ -31,6 +31,9 @@ def _print_summary(info: dict[str, Any]) -> None:
     print(f"  catalog    {info['catalog']}")
     if PRODUCER in info["processes"]:
         print(f"  producer   {info['producer']['admin']}/healthz  (config {info['producer']['config']})")
+    for name, mirror in info["mirrors"].items():
+        if name in info["processes"]:
+            print(f"  {name:<10} {mirror['admin']}/healthz  store {mirror['store']}")
     print(f"  topic      {info['topic']}")
     for cam in info["cameras"]:
         state = "up" if cam["running"] else "down"
@@ -134,6 +137,21 @@ async def _producer_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _mirror_run(args: argparse.Namespace) -> int:
+    from mirror.config import load_config
+    from mirror.service import Mirror
+
+    if not args.config:
+        raise ConfigError("--config", "camswarm mirror needs --config FILE (see docs/mirror.example.toml)")
+    config = load_config(Path(args.config))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await Mirror(config).run(stop)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camswarm", description="Record IP cameras into a private IPFS network."
@@ -179,13 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS: the subcommand's absent option must not erase one given before it.
     pubkey.add_argument("--config", default=argparse.SUPPRESS, help="the producer's TOML config")
     pubkey.set_defaults(handler=_producer_pubkey)
+    mirror = roles.add_parser(
+        "mirror",
+        help="keep a local, playable copy of the producers' segments",
+        description="Mirror announced segments until SIGTERM: camswarm mirror --config FILE",
+    )
+    mirror.add_argument("--config", help="the mirror's TOML config (see docs/mirror.example.toml)")
+    mirror.set_defaults(handler=_mirror_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Long-running roles log their events; one-shot commands only warnings.
-    configure_logging(args.log_level or ("info" if args.command == "producer" else "warning"))
+    configure_logging(args.log_level or ("info" if args.command in ("producer", "mirror") else "warning"))
     try:
         return int(asyncio.run(args.handler(args)))
     except (network.DevnetError, ConfigError, KeyFileError) as exc:

@@ -196,3 +196,30 @@ def producer_config(
             "retention_days = 7",
         ]
     return "\n".join(lines) + "\n"
+
+
+def mirror_config(
+    *,
+    producers: Sequence[str],
+    kubo_api: str,
+    catalog: str,
+    topic: str,
+    store_dir: str,
+    admin_port: int,
+    catchup_interval_s: float = 10.0,
+) -> str:
+    """A devnet mirror's TOML config (same format as docs/mirror.example.toml)."""
+    lines = [
+        "# Written by `camswarm devnet up`; edits are replaced at the next start.",
+        "producers = [" + ", ".join(_toml_str(p) for p in producers) + "]",
+        "",
+        "[node]",
+        f"kubo_api = {_toml_str(kubo_api)}",
+        f"catalog = {_toml_str(catalog)}",
+        f"topic = {_toml_str(topic)}",
+        f"store_dir = {_toml_str(store_dir)}",
+        f'admin_listen = "127.0.0.1:{admin_port}"',
+        "retention_days = 7",
+        f"catchup_interval_s = {catchup_interval_s:g}",
+    ]
+    return "\n".join(lines) + "\n"

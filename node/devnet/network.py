@@ -25,6 +25,7 @@ from node.devnet.configs import (
     cluster_private_config,
     kubo_private_config,
     loopback_tcp,
+    mirror_config,
     new_cluster_secret,
     new_swarm_key,
     producer_config,
@@ -252,6 +253,39 @@ def producer_state_dir(directory: Path) -> Path:
     return directory / "nodes" / "producer" / "recorder"
 
 
+def mirror_config_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.toml"
+
+
+def mirror_store_dir(directory: Path, name: str) -> Path:
+    return directory / "nodes" / name / "store"
+
+
+def _producer_key_id(directory: Path) -> str:
+    """The devnet producer's key id (the key is created now if the producer has not run yet)."""
+    from node import announce, keys  # the devnet's producer key lives where the producer expects it
+
+    key, _ = keys.load_or_create(producer_state_dir(directory) / "producer.key")
+    return announce.key_id(key.public_key())
+
+
+def _start_mirror(directory: Path, state: DevnetState, name: str) -> None:
+    if name not in state.mirror_admin_ports:
+        state.mirror_admin_ports[name] = free_ports(1, state.used_ports())[0]
+    text = mirror_config(
+        producers=[_producer_key_id(directory)],
+        kubo_api=state.node(name).kubo_api,
+        catalog=catalog_url(state),
+        topic=state.topic,
+        store_dir=str(mirror_store_dir(directory, name)),
+        admin_port=state.mirror_admin_ports[name],
+    )
+    path = mirror_config_path(directory, name)
+    write_private(path, text)
+    argv = [sys.executable, "-m", "node.cli", "mirror", "--config", str(path)]
+    _start(directory, state, name, argv, executable="node.cli")
+
+
 def _start_producer(directory: Path, state: DevnetState) -> None:
     node = state.node("producer")
     peers = len(state.nodes)
@@ -381,6 +415,8 @@ def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, nam
         _start(directory, state, name, argv, unset=CLUSTER_ENV_PREFIXES)
     elif name == PRODUCER:
         _start_producer(directory, state)
+    elif name in state.mirrors:
+        _start_mirror(directory, state, name)
     else:
         raise DevnetError(
             f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
@@ -395,6 +431,7 @@ def process_names(state: DevnetState) -> list[str]:
         *(f"kubo-{n.name}" for n in state.nodes),
         *(f"cluster-{n.name}" for n in state.nodes),
         PRODUCER,
+        *state.mirrors,
     ]
 
 
@@ -415,6 +452,9 @@ async def _ready(directory: Path, state: DevnetState, name: str) -> None:
         ids = {n.cluster_peer_id for n in state.nodes}
         check = partial(probes.cluster_allocatable, node.cluster_api, ids)
         what = f"cluster peer {node.name} to see {len(ids)} peers and their metrics"
+    elif name in state.mirrors:
+        url = state.mirror_admin(name) + "/healthz"
+        check, what = partial(probes.http_ok, url), f"mirror {name}'s /healthz"
     else:
         check, what = partial(probes.http_ok, state.producer_admin + "/healthz"), "the producer's /healthz"
     await _wait(check, what, directory, name)
@@ -446,6 +486,12 @@ async def _start_all(
         progress("starting the producer")
         _launch(directory, state, paths, PRODUCER)
         await _ready(directory, state, PRODUCER)
+    if state.mirrors:
+        progress(f"starting {len(state.mirrors)} mirrors")
+        for name in state.mirrors:
+            _launch(directory, state, paths, name)
+        for name in state.mirrors:
+            await _ready(directory, state, name)
     save_state(directory, state)
 
 
@@ -566,6 +612,8 @@ def status(directory: Path) -> dict[str, Any]:
         }
         if node.name == PRODUCER and PRODUCER in state.processes:
             nodes[node.name]["admin"] = state.producer_admin
+        if node.name in state.mirror_admin_ports and node.name in state.processes:
+            nodes[node.name]["admin"] = state.mirror_admin(node.name)
     return {
         "dir": str(directory),
         "running": any(alive.values()),
@@ -576,6 +624,14 @@ def status(directory: Path) -> dict[str, Any]:
             "admin": state.producer_admin,
             "config": str(producer_config_path(directory)),
             "state_dir": str(producer_state_dir(directory)),
+        },
+        "mirrors": {
+            name: {
+                "admin": state.mirror_admin(name) if name in state.mirror_admin_ports else None,
+                "config": str(mirror_config_path(directory, name)),
+                "store": str(mirror_store_dir(directory, name)),
+            }
+            for name in state.mirrors
         },
         "swarm_key": str(directory / "swarm.key"),
         "cameras": [

@@ -77,6 +77,7 @@ class DevnetState:
     cluster_secret: str
     topic: str = TOPIC
     admin_port: int = 0  # the devnet producer's /healthz and /metrics (0: not yet chosen)
+    mirror_admin_ports: dict[str, int] = field(default_factory=dict)  # mirror node -> admin port
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -89,6 +90,20 @@ class DevnetState:
     @property
     def producer_admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def mirrors(self) -> list[str]:
+        """The mirror nodes' names; each is also the name of its mirror process."""
+        return [n.name for n in self.nodes if n.name.startswith("mirror")]
+
+    def used_ports(self) -> set[int]:
+        ports = {self.catalog_port, self.admin_port, *self.mirror_admin_ports.values()}
+        for node in self.nodes:
+            ports |= set(asdict(node.ports).values())
+        return ports | {c.port for c in self.cameras}
+
+    def mirror_admin(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.mirror_admin_ports[name]}"
 
     def camera(self, device: str) -> CameraSpec:
         for cam in self.cameras:
@@ -123,6 +138,7 @@ class DevnetState:
             cluster_secret=str(obj["cluster_secret"]),
             topic=str(obj.get("topic", TOPIC)),
             admin_port=int(obj.get("admin_port", 0)),
+            mirror_admin_ports={str(k): int(v) for k, v in obj.get("mirror_admin_ports", {}).items()},
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 
