@@ -31,6 +31,9 @@ class MirrorNode:
     catchup_interval_s: float = setting(30.0, min=1, max=3600)
     backfill_hours: float = setting(24.0, min=0.1, max=24 * 3650)  # how far back catch-up looks
     fetch_timeout_s: float = setting(30.0, min=1, max=3600)  # one segment through Kubo
+    # Test networks only: POST /faults/drop-announcements {"seconds": N} on the admin port
+    # makes the subscriber ignore every message for N seconds (missed announcements).
+    fault_injection: bool = setting(False)
 
     def __post_init__(self) -> None:
         if self.backfill_hours > self.retention_days * 24:

@@ -159,6 +159,7 @@ class Mirror:
         self.limiter = RateLimiter(30.0)
         self.started = time.time()
         self.stats = collections.Counter[str]()
+        self.drop_until = 0.0  # fault injection: ignore pubsub messages until this monotonic time
 
     # --- the in-memory view -------------------------------------------------------------------
 
@@ -247,6 +248,9 @@ class Mirror:
     def on_message(self, data: bytes) -> None:
         """Admit one pubsub payload and queue its fetch; never raises on input."""
         received = time.monotonic()
+        if received < self.drop_until:
+            self.stats["dropped_by_fault"] += 1
+            return
         try:
             announcement = self.admission.admit(data, datetime.fromtimestamp(self.clock(), UTC))
         except Rejected as exc:
@@ -635,9 +639,23 @@ class Mirror:
             body = generate_latest(self.metrics.registry)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-        app = web.Application()
+        async def drop_announcements(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+                seconds = float(body["seconds"])
+                if not 0 <= seconds <= 3600:
+                    raise ValueError("seconds must be between 0 and 3600")
+            except (ValueError, KeyError, TypeError) as exc:
+                return web.json_response({"error": f"expected {{'seconds': 0..3600}}: {exc}"}, status=400)
+            self.drop_until = time.monotonic() + seconds
+            log.warning("fault_injected", extra=kv(fault="drop_announcements", seconds=seconds))
+            return web.json_response({"dropping_for_s": seconds})
+
+        app = web.Application(client_max_size=4096)
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
+        if self.config.node.fault_injection:
+            app.router.add_post("/faults/drop-announcements", drop_announcements)
         return app
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -221,5 +221,6 @@ def mirror_config(
         f'admin_listen = "127.0.0.1:{admin_port}"',
         "retention_days = 7",
         f"catchup_interval_s = {catchup_interval_s:g}",
+        "fault_injection = true  # a test network: tests drop announcements on purpose",
     ]
     return "\n".join(lines) + "\n"
