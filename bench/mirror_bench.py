@@ -1,7 +1,7 @@
 """Mirror benchmarks on a private devnet (real Kubo, cluster, catalog, ffmpeg, RTSP, mirrors).
 
     .venv/bin/python bench/mirror_bench.py lag     [--cameras 2] [--segment 4] [--duration 180]
-    .venv/bin/python bench/mirror_bench.py catchup [--cameras 2] [--segment 2] [--offline 600]
+    .venv/bin/python bench/mirror_bench.py catchup [--cameras 2] [--segment 2] [--offline 600] [--whole-node]
 
 Both run a devnet of one producer node and two mirror nodes. The devnet's own
 producer records 2-second segments, so it is not started; this script starts
@@ -45,6 +45,11 @@ segment on every peer, so by the restart most blocks are normally already in
 mirror1's Kubo: ``blocks_pinned_at_mirror1_kubo`` says which fraction were.
 Catch-up is then bounded by the catalog scan, Kubo's local ``cat``, sha256,
 fsyncs and playlist rewrites rather than by the network.
+
+With ``--whole-node`` the mirror's Kubo and cluster peer are stopped as well (the
+mirror server is down): they are started again just before the mirror, so the
+missed blocks come over bitswap from the producer and mirror2 while the mirror
+catches up (and while the restarted cluster peer pins them too).
 
 The comparison: afterwards the same CIDs are ``cat`` through mirror2's Kubo at
 the same concurrency. mirror2 mirrors (and pins) them too, so they are local
@@ -373,15 +378,22 @@ async def run_catchup(args: argparse.Namespace) -> dict[str, Any]:
             return all(cams.get(f"{f}/{d}", {}).get("segments", 0) >= 2 for f, d in net.cameras)
 
         await poll_until(warmed_up, timeout=180, what="segments of every camera at mirror1", interval=0.5)
-        log("catchup: stopping mirror1")
-        outcome = await network.stop_process(net.dir, "mirror1")
-        log(f"catchup: mirror1 {outcome}; offline for {args.offline} s while recording continues")
+        # --whole-node: the mirror server is down, its Kubo and cluster peer too, so what it
+        # missed must come over bitswap from the other nodes after the restart.
+        offline = ["mirror1", *(["cluster-mirror1", "kubo-mirror1"] if args.whole_node else [])]
+        for name in offline:
+            outcome = await network.stop_process(net.dir, name)
+            log(f"catchup: {name} {outcome}")
+        log(f"catchup: offline for {args.offline} s while recording continues")
         offline_until = time.monotonic() + args.offline
         while (left := offline_until - time.monotonic()) > 0:
             await asyncio.sleep(min(30.0, left))
             if offline_until - time.monotonic() > 1:
                 log(f"catchup: {round(offline_until - time.monotonic())} s of the outage left")
 
+        for name in reversed(offline[1:]):
+            await network.start_process(net.dir, name)
+            log(f"catchup: {name} running again")
         # The catalog as the mirror restarts, and what the (stopped) mirror's store lacks.
         missing: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
         highest: dict[str, int] = {}
@@ -427,6 +439,7 @@ async def run_catchup(args: argparse.Namespace) -> dict[str, Any]:
         "cameras": args.cameras,
         "segment_s": args.segment,
         "offline_s": args.offline,
+        "offline": "mirror, its Kubo and cluster peer" if args.whole_node else "mirror process only",
         "fetch_concurrency": concurrency,
         "catalog_highest_seq": highest,
         "segments_repaired": len(cids),
@@ -482,6 +495,11 @@ def main() -> int:
     catchup.add_argument("--cameras", type=int, default=2)
     catchup.add_argument("--segment", type=int, default=2, help="segment seconds")
     catchup.add_argument("--offline", type=int, default=600, help="seconds mirror1 stays stopped")
+    catchup.add_argument(
+        "--whole-node",
+        action="store_true",
+        help="stop mirror1's Kubo and cluster peer too (blocks come over bitswap)",
+    )
     args = parser.parse_args()
     runner = run_lag if args.bench == "lag" else run_catchup
     print(json.dumps(asyncio.run(runner(args))))
