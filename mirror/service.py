@@ -53,7 +53,8 @@ log = logging.getLogger("camswarm.mirror")
 CATALOG_PAGE = 500
 KEEP_RECENT = 128  # newest segments per camera kept in memory for the live playlist
 DAY_END_GRACE_S = 60.0  # a day's playlist gets ENDLIST this long after UTC midnight
-HOLE_WAIT_S = 3.0  # a seq hole is given this long to fill from pubsub before catch-up runs
+HOLE_WAIT_S = 1.0  # a seq hole is given this long to fill from pubsub before catch-up runs
+LATE_FACTOR = 1.5  # no announcement for this many segment lengths (+1 s): ask the catalog
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class CameraRuntime:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     catalog_through: int | None = None  # every catalog seq <= this is stored (or below the floor)
     hole_check: asyncio.TimerHandle | None = None
+    late_check: asyncio.TimerHandle | None = None
+    highest_queued: int = -1  # the highest seq ever queued for fetching (stored or not yet)
 
 
 class Mirror:
@@ -159,6 +162,8 @@ class Mirror:
         self.limiter = RateLimiter(30.0)
         self.started = time.time()
         self.stats = collections.Counter[str]()
+        self.failures_in_row = 0
+        self.retry_handle: asyncio.TimerHandle | None = None
         self.drop_until = 0.0  # fault injection: ignore pubsub messages until this monotonic time
 
     # --- the in-memory view -------------------------------------------------------------------
@@ -173,7 +178,7 @@ class Mirror:
 
     def _stored(self, factory: str, device: str, seq: int) -> bool:
         runtime = self.cameras.get((factory, device))
-        return (factory, device, seq) in self.inflight or (runtime is not None and runtime.index.has(seq))
+        return runtime is not None and runtime.index.has(seq)
 
     def _highest(self, factory: str, device: str) -> int | None:
         runtime = self.cameras.get((factory, device))
@@ -256,11 +261,16 @@ class Mirror:
         except Rejected as exc:
             self.reject(exc, source="pubsub")
             return
-        runtime = self.camera(announcement.factory, announcement.device)
-        top = runtime.index.seqs.highest
-        if top is not None and announcement.seq > top + 1:
-            self.schedule_hole_check(runtime)
         work = Work(announcement, "live", received)
+        if work.key in self.inflight:  # already on its way (a repair, or the same message twice)
+            self.stats["duplicate"] += 1
+            return
+        runtime = self.camera(announcement.factory, announcement.device)
+        top = max(runtime.index.seqs.highest or -1, runtime.highest_queued)
+        if top >= 0 and announcement.seq > top + 1:
+            self.schedule_hole_check(runtime)
+        runtime.highest_queued = max(runtime.highest_queued, announcement.seq)
+        self.expect_next(runtime, announcement.duration)
         if self.queue.offer_live(work):
             self.inflight.add(work.key)
         else:
@@ -281,6 +291,18 @@ class Mirror:
                 reason=exc.reason,
                 detail=exc.detail,
             )
+
+    def expect_next(self, runtime: CameraRuntime, duration: float) -> None:
+        """Pubsub can lose the newest announcement, leaving no later seq to reveal the hole:
+        when the next one is late, the catalog is asked."""
+        if runtime.late_check is not None:
+            runtime.late_check.cancel()
+
+        def fire() -> None:
+            runtime.late_check = None
+            self.catchup_wakeup.set()
+
+        runtime.late_check = asyncio.get_running_loop().call_later(duration * LATE_FACTOR + 1.0, fire)
 
     def schedule_hole_check(self, runtime: CameraRuntime) -> None:
         """A seq hole: give pubsub a moment to deliver the missing ones, then ask the catalog."""
@@ -316,13 +338,27 @@ class Mirror:
                     cid=a.cid,
                     error=str(exc),
                 )
-                self.catchup_wakeup.set()
+                self._retry_later()
             except OSError as exc:
                 self.metrics.fetch_failures.labels("disk").inc()
                 self._warn("disk", "store_write_failed", error=str(exc))
-                self.catchup_wakeup.set()
+                self._retry_later()
+            else:
+                self.failures_in_row = 0
             finally:
                 self.inflight.discard(work.key)
+
+    def _retry_later(self) -> None:
+        """A failed fetch is found again by catch-up: run it soon, backing off while failures go on."""
+        self.failures_in_row += 1
+        if self.retry_handle is None:
+            delay = min(0.5 * 2 ** min(self.failures_in_row, 10), self.config.node.catchup_interval_s)
+
+            def fire() -> None:
+                self.retry_handle = None
+                self.catchup_wakeup.set()
+
+            self.retry_handle = asyncio.get_running_loop().call_later(delay, fire)
 
     async def _cat(self, announcement: Announcement) -> bytes:
         try:
@@ -499,6 +535,7 @@ class Mirror:
                     continue
                 first_missing = seq if first_missing is None else first_missing
                 self.inflight.add(work.key)
+                runtime.highest_queued = max(runtime.highest_queued, seq)
                 self.metrics.gaps_found.inc()
                 await self.queue.put_repair(work)
                 self._gauge_queue()

@@ -343,6 +343,28 @@ async def test_withheld_announcements_are_repaired_from_the_catalog(net: Net) ->
     )
 
 
+async def test_mirror_kubo_outage_is_repaired(net: Net) -> None:
+    """mirror1's own Kubo goes away for 15 s: subscription and fetches resume, nothing stays missing."""
+    await network.stop_process(net.dir, "kubo-mirror1")
+    await asyncio.sleep(15)  # the length of the outage
+    through = {device: (await catalog_docs(net, factory, device))[-1]["seq"] for factory, device in CAMERAS}
+    await network.start_process(net.dir, "kubo-mirror1")
+    began = time.monotonic()
+    await poll_until(
+        partial(holds_catalog, net, "mirror1", through=through),
+        timeout=60,
+        what="mirror1 to repair",
+        interval=0.2,
+    )
+    took = time.monotonic() - began
+
+    async def subscribed() -> bool:
+        return bool((await health(net, "mirror1"))["subscribed"])
+
+    await poll_until(subscribed, timeout=30, what="mirror1 to subscribe again")
+    print(f"\n[kubo outage] mirror1 whole again {took:.1f} s after its Kubo came back")
+
+
 async def test_hostile_messages_are_rejected_and_counted(net: Net) -> None:
     """Bad input on the topic: each is refused for its reason; nothing written; mirrors keep running."""
     key = producer_key(net)
