@@ -244,11 +244,13 @@ class Mirror:
                 reason = "stream ended"
             except DaemonError as exc:
                 reason = str(exc)
+            except Exception as exc:  # the subscription must outlive any fault
+                reason = f"{type(exc).__name__}: {exc}"
             self.subscribed = False
             self.metrics.subscribed.set(0)
             self._warn("subscribe", "subscription_lost", topic=topic, error=reason, retry_s=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
 
     def on_message(self, data: bytes) -> None:
         """Admit one pubsub payload and queue its fetch; never raises on input."""
@@ -342,6 +344,10 @@ class Mirror:
             except OSError as exc:
                 self.metrics.fetch_failures.labels("disk").inc()
                 self._warn("disk", "store_write_failed", error=str(exc))
+                self._retry_later()
+            except Exception as exc:  # one bad fetch must not stop the worker
+                self.metrics.fetch_failures.labels("unexpected").inc()
+                log.exception("fetch_crashed", extra=kv(cid=work.announcement.cid, error=str(exc)))
                 self._retry_later()
             else:
                 self.failures_in_row = 0
@@ -455,7 +461,7 @@ class Mirror:
                 path = runtime.index.root / day / DAY_PLAYLIST
                 await asyncio.to_thread(self.store.write_playlist, path, text)
             write.ended_written = ended
-        except OSError as exc:
+        except Exception as exc:  # a playlist is redone at the next change
             write.dirty = True
             self._warn(
                 "day playlist", "day_playlist_failed", camera=runtime.index.key, day=day, error=str(exc)
@@ -482,6 +488,9 @@ class Mirror:
             except DaemonError as exc:
                 self.catalog_ok = False
                 self._warn("catch-up", "catch_up_failed", error=str(exc))
+            except Exception as exc:  # retried at the next interval
+                self.catalog_ok = False
+                log.exception("catch_up_crashed", extra=kv(error=str(exc)))
 
     async def catch_up(self) -> int:
         """One pass over every mirrored camera; returns how many segments were queued."""

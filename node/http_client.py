@@ -89,6 +89,9 @@ class HTTPDaemonClient(AsyncResource):
                 yield response
         except TimeoutError as exc:
             raise DaemonTimeout(self.service, url, f"no answer within {limit:g}s") from exc
+        except aiohttp.ClientPayloadError as exc:
+            # The daemon went away in the middle of a body (a stream or a large cat).
+            raise DaemonUnreachable(self.service, url, f"response cut off: {exc}") from exc
         except aiohttp.ClientConnectionError as exc:
             if isinstance(exc, aiohttp.ServerTimeoutError):
                 raise DaemonTimeout(self.service, url, str(exc) or "timed out") from exc
