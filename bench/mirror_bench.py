@@ -79,6 +79,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile, run_chosen
 from mirror.config import load_config
 from mirror.store import LIVE_PLAYLIST, Store, day_name
 from node.catalog import Catalog
@@ -97,14 +98,6 @@ CATCHUP_TIMEOUT_S = 600.0
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def ms(seconds: float) -> float | None:
@@ -500,10 +493,7 @@ def main() -> int:
         action="store_true",
         help="stop mirror1's Kubo and cluster peer too (blocks come over bitswap)",
     )
-    args = parser.parse_args()
-    runner = run_lag if args.bench == "lag" else run_catchup
-    print(json.dumps(asyncio.run(runner(args))))
-    return 0
+    return run_chosen(parser, {"lag": run_lag, "catchup": run_catchup})
 
 
 if __name__ == "__main__":

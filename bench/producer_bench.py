@@ -39,6 +39,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile, run_chosen
 from node.announce import format_start
 from node.devnet import network
 from node.devnet.configs import ProducerCamera, producer_config
@@ -50,14 +51,6 @@ from producer.segments import PlaylistError, listed_segments
 from producer.watch import PlaylistWatcher
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -340,10 +333,7 @@ def main() -> int:
     cap.add_argument("--segment", type=int, default=2)
     cap.add_argument("--duration", type=int, default=300)
     cap.add_argument("--warmup", type=int, default=30)
-    args = parser.parse_args()
-    runner = run_latency if args.bench == "latency" else run_capacity
-    print(json.dumps(asyncio.run(runner(args))))
-    return 0
+    return run_chosen(parser, {"latency": run_latency, "capacity": run_capacity})
 
 
 if __name__ == "__main__":

@@ -58,11 +58,7 @@ async def _devnet_up(args: argparse.Namespace) -> int:
         print(f"stop it with: camswarm devnet down --dir {info['dir']}")
         return 0
     print("press Ctrl-C to stop the devnet", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await _stop_on_signal().wait()
     _progress("stopping")
     await network.down(directory)
     return 0
@@ -118,6 +114,15 @@ async def _producer_pubkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM: how a long-running role is told to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 async def _producer_run(args: argparse.Namespace) -> int:
     from producer.config import load_config
     from producer.service import Producer
@@ -129,11 +134,7 @@ async def _producer_run(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config))
     for camera in config.cameras:
         camera.password()  # a missing secret is a start-up error, not a recording failure
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await Producer(config).run(stop)
+    await Producer(config).run(_stop_on_signal())
     return 0
 
 
@@ -143,12 +144,7 @@ async def _mirror_run(args: argparse.Namespace) -> int:
 
     if not args.config:
         raise ConfigError("--config", "camswarm mirror needs --config FILE (see docs/mirror.example.toml)")
-    config = load_config(Path(args.config))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await Mirror(config).run(stop)
+    await Mirror(load_config(Path(args.config))).run(_stop_on_signal())
     return 0
 
 

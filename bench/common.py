@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile; NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_chosen(
+    parser: argparse.ArgumentParser,
+    runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]],
+) -> int:
+    """Parse the command line, run the chosen benchmark and print its result as one JSON line."""
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(runners[args.bench](args))))
+    return 0
