@@ -120,6 +120,16 @@ def compose_day(segments: Iterable[PlaylistSegment], *, ended: bool) -> str:
     return text
 
 
+def compose_vod(segments: Iterable[PlaylistSegment]) -> str:
+    """A finished playlist of a time range (``PLAYLIST-TYPE:VOD`` and ``ENDLIST``), in seq order."""
+    ordered = in_seq_order(segments)
+    playlist = _playlist(ordered, media_sequence=0, discontinuity_sequence=0)
+    playlist.playlist_type = "vod"
+    playlist.is_endlist = True
+    text: str = playlist.dumps()
+    return text
+
+
 def _visible(ordered: list[PlaylistSegment], hold: int, published_through: int) -> list[PlaylistSegment]:
     """What the live edge may show: past what was published, it stops at a hole unless
     ``hold`` segments already wait behind it (then the hole is skipped)."""

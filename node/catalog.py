@@ -4,6 +4,8 @@ Collections:
 - ``segments``: one document per recorded segment, unique on
   (factory, device, seq), indexed on (factory, device, start).
 - ``cameras``: each camera's latest state, keyed by ``_id = "factory/device"``.
+- ``sessions``: gateway login sessions, keyed by the sha256 of the cookie value
+  (shared by every gateway behind one nginx).
 
 Every write is an upsert that never overwrites what was first recorded, so a
 retried step cannot duplicate or alter a segment.
@@ -43,6 +45,7 @@ class Catalog(AsyncResource):
         self._db = self._client[database]
         self.segments = self._db["segments"]
         self.cameras = self._db["cameras"]
+        self.sessions = self._db["sessions"]
 
     async def close(self) -> None:
         await self._client.close()
@@ -136,3 +139,28 @@ class Catalog(AsyncResource):
             return await self.cameras.find_one({"_id": f"{factory}/{device}"})
         except PyMongoError as exc:
             raise self._fail("read camera", exc) from exc
+
+    async def put_session(self, key: str, fields: Mapping[str, Any]) -> None:
+        try:
+            await self.sessions.replace_one({"_id": key}, dict(fields), upsert=True)
+        except PyMongoError as exc:
+            raise self._fail("write session", exc) from exc
+
+    async def get_session(self, key: str) -> dict[str, Any] | None:
+        try:
+            return await self.sessions.find_one({"_id": key})
+        except PyMongoError as exc:
+            raise self._fail("read session", exc) from exc
+
+    async def delete_session(self, key: str) -> None:
+        try:
+            await self.sessions.delete_one({"_id": key})
+        except PyMongoError as exc:
+            raise self._fail("delete session", exc) from exc
+
+    async def delete_sessions_before(self, moment: datetime) -> int:
+        try:
+            result = await self.sessions.delete_many({"expires": {"$lt": moment}})
+        except PyMongoError as exc:
+            raise self._fail("expire sessions", exc) from exc
+        return int(result.deleted_count)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.users import UserError
 from node.config import ConfigError
 from node.devnet import network
 from node.devnet.network import PRODUCER
@@ -148,6 +149,16 @@ async def _mirror_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _gateway_run(args: argparse.Namespace) -> int:
+    from gateway.app import serve
+    from gateway.config import load_config
+
+    if not args.config:
+        raise ConfigError("--config", "camswarm gateway needs --config FILE (see docs/gateway.example.toml)")
+    await serve(load_config(Path(args.config)), _stop_on_signal())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camswarm", description="Record IP cameras into a private IPFS network."
@@ -200,16 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mirror.add_argument("--config", help="the mirror's TOML config (see docs/mirror.example.toml)")
     mirror.set_defaults(handler=_mirror_run)
+    gateway = roles.add_parser(
+        "gateway",
+        help="log users in and serve their cameras' playlists (behind nginx)",
+        description="Serve the gateway until SIGTERM: camswarm gateway --config FILE",
+    )
+    gateway.add_argument("--config", help="the gateway's TOML config (see docs/gateway.example.toml)")
+    gateway.set_defaults(handler=_gateway_run)
+    from gateway.users_cli import add_users_parser
+
+    add_users_parser(roles)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Long-running roles log their events; one-shot commands only warnings.
-    configure_logging(args.log_level or ("info" if args.command in ("producer", "mirror") else "warning"))
+    configure_logging(
+        args.log_level or ("info" if args.command in ("producer", "mirror", "gateway") else "warning")
+    )
     try:
         return int(asyncio.run(args.handler(args)))
-    except (network.DevnetError, ConfigError, KeyFileError) as exc:
+    except (network.DevnetError, ConfigError, KeyFileError, UserError) as exc:
         print(f"camswarm: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -51,6 +51,8 @@ async def test_status_shape(devnet: dict[str, Any]) -> None:
     assert devnet["catalog"].startswith("mongodb://127.0.0.1:")
     assert devnet["cameras"][0].keys() >= {"factory", "device", "rtsp"}
     assert devnet["running"] is True
+    assert set(devnet["mirrors"]) == {"mirror1", "mirror2"}
+    assert all(m["admin"].startswith("http://127.0.0.1:") for m in devnet["mirrors"].values())
 
 
 async def test_up_on_a_running_dir_is_a_clear_error(devnet: dict[str, Any]) -> None:
@@ -83,7 +85,7 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert code == 0
         info = json.loads(out)
         pids = [p["pid"] for p in info["processes"].values()]
-        assert len(pids) == 1 + 2 * 2 + 1 + 1  # catalog, (kubo + cluster) x 2, camera, producer
+        assert len(pids) == 1 + 2 * 2 + 1 + 1 + 1  # catalog, (kubo + cluster) x 2, camera, producer, mirror
         assert all(p["alive"] for p in info["processes"].values())
 
         code, _, err = await _cli(

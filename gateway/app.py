@@ -1,0 +1,567 @@
+"""The gateway: login, per-camera access, playlists with signed segment links.
+
+It runs beside a mirror's store and the catalog, behind nginx. Playlists are
+served here; segment files never are: their URIs are short-lived links that
+nginx checks itself (see :mod:`gateway.links`) before serving the file from the
+store with sendfile, or by CID from Kubo when the store lacks it.
+
+Sessions live in the catalog (shared by every gateway behind one nginx). The
+cookie is HttpOnly and SameSite=Strict; every state-changing request but login
+must also carry the session's CSRF token in ``X-CSRF-Token``, and login must be
+JSON (a cross-site form cannot send that without a CORS preflight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from gateway import links
+from gateway.config import GatewayConfig
+from gateway.media import BadRequest, day_bounds, overlapping, parse_day, parse_range, relink, timeline
+from gateway.users import User, UserStore
+from mirror.playlists import PlaylistSegment, compose_vod
+from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST
+from node.announce import NAME
+from node.catalog import Catalog
+from node.errors import DaemonError
+from node.logs import RateLimiter, kv
+
+log = logging.getLogger("camswarm.gateway")
+
+COOKIE = "camswarm_session"
+CSRF_HEADER = "X-CSRF-Token"
+HLS = "application/vnd.apple.mpegurl"
+MAX_BODY = 4096
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    body = json.dumps({"error": message})
+    kinds: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        413: web.HTTPRequestEntityTooLarge,
+        429: web.HTTPTooManyRequests,
+        503: web.HTTPServiceUnavailable,
+    }
+    kind = kinds.get(status, web.HTTPBadRequest)
+    if kind is web.HTTPRequestEntityTooLarge:
+        return web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY, actual_size=0, text=body, content_type="application/json"
+        )
+    return kind(text=body, content_type="application/json")
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The link secret shared with nginx: created once (0600), never logged."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = links.new_secret()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return load_or_create_secret(path)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secret + "\n")
+        return secret
+    if not re.fullmatch(r"[A-Za-z0-9_-]{32,128}", text):
+        raise ValueError(f"{path} does not hold a link secret (32..128 base64url characters)")
+    return text
+
+
+class DayIndex:
+    """filename -> CID of one store day, read incrementally as the mirror appends to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.inode = -1
+        self.cids: dict[str, str] = {}
+
+    def refresh(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self.offset, self.inode, self.cids = 0, -1, {}
+            return
+        if st.st_ino != self.inode or st.st_size < self.offset:
+            self.offset, self.inode, self.cids = 0, st.st_ino, {}
+        if st.st_size == self.offset:
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(st.st_size - self.offset)
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being appended waits
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            try:
+                entry = json.loads(line)
+                self.cids[str(entry["filename"])] = str(entry["cid"])
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
+@dataclass
+class Attempts:
+    """Failed logins per key within a sliding window."""
+
+    limit: int
+    window: float
+
+    def __post_init__(self) -> None:
+        self._seen: dict[str, deque[float]] = {}
+
+    def blocked(self, key: str, now: float) -> bool:
+        times = self._seen.get(key)
+        if not times:
+            return False
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return len(times) >= self.limit
+
+    def fail(self, key: str, now: float) -> None:
+        self._seen.setdefault(key, deque()).append(now)
+        if len(self._seen) > 100_000:  # bounded memory under a spray of names
+            self._seen.pop(next(iter(self._seen)))
+
+    def clear(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> None:
+        node = config.node
+        self.config = config
+        self.clock = clock
+        self.users = UserStore(node.users_file)
+        self.catalog = Catalog(node.catalog, node.catalog_db)
+        self.secret = load_or_create_secret(node.secret_file)
+        self.store = node.store_dir
+        self.attempts = Attempts(node.login_attempts, node.login_window_s)
+        self.days: dict[tuple[str, str, str], DayIndex] = {}
+        self.limiter = RateLimiter(30.0)
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "camswarm_gateway_requests",
+            "Requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "camswarm_gateway_request_seconds", "Request handling time", ["route"], registry=self.registry
+        )
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _session_key(token: str) -> str:
+        return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+    async def session(self, request: web.Request) -> tuple[User, dict[str, Any]] | None:
+        token = request.cookies.get(COOKIE, "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{20,100}", token):
+            return None
+        doc = await self.catalog.get_session(self._session_key(token))
+        if doc is None:
+            return None
+        expires = doc.get("expires")
+        if not isinstance(expires, datetime) or expires.timestamp() < self.clock():
+            return None
+        user = self.users.get(str(doc.get("username")))
+        if user is None:  # removed since logging in
+            return None
+        return user, doc
+
+    async def require_user(self, request: web.Request) -> User:
+        found = await self.session(request)
+        if found is None:
+            raise _error(401, "not logged in")
+        user, doc = found
+        if request.method not in ("GET", "HEAD"):
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), str(doc.get("csrf", "")).encode()):
+                raise _error(403, f"missing or wrong {CSRF_HEADER} header")
+        return user
+
+    async def require_camera(self, request: web.Request) -> tuple[User, str, str]:
+        user = await self.require_user(request)
+        factory, device = request.match_info["factory"], request.match_info["device"]
+        if not (NAME.fullmatch(factory) and NAME.fullmatch(device)):
+            raise _error(404, "no such camera")
+        if not user.may_see(factory, device):
+            raise _error(403, f"{user.username} may not watch {factory}/{device}")
+        if await self.catalog.camera_state(factory, device) is None:
+            raise _error(404, f"no camera {factory}/{device}")
+        return user, factory, device
+
+    # --- handlers: account ---------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            raise _error(400, "login takes a JSON body {username, password}")
+        try:
+            body = json.loads(await request.text())
+            username, password = body["username"], body["password"]
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise _error(400, "login takes a JSON body {username, password}") from None
+        now = time.monotonic()
+        client = request.remote or "?"
+        keys = (f"user:{username.lower()[:64]}", f"client:{client}")
+        if any(self.attempts.blocked(k, now) for k in keys):
+            raise _error(429, "too many failed logins; try again later")
+        user = await asyncio.to_thread(self.users.authenticate, username, password)
+        if user is None:
+            for key in keys:
+                self.attempts.fail(key, now)
+            allowed, _ = self.limiter.allow("login_failed")
+            if allowed:
+                log.warning("login_failed", extra=kv(client=client))
+            raise _error(401, "wrong username or password")
+        for key in keys:
+            self.attempts.clear(key)
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        ttl = timedelta(hours=self.config.node.session_ttl_h)
+        expires = datetime.fromtimestamp(self.clock(), UTC) + ttl
+        await self.catalog.put_session(
+            self._session_key(token), {"username": user.username, "csrf": csrf, "expires": expires}
+        )
+        log.info("login", extra=kv(user=user.username, client=client))
+        response = web.json_response(self._me(user, csrf))
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=int(ttl.total_seconds()),
+            httponly=True,
+            samesite="Strict",
+            secure=self.config.node.secure_cookies,
+            path="/",
+        )
+        return response
+
+    @staticmethod
+    def _me(user: User, csrf: str) -> dict[str, Any]:
+        return {
+            "username": user.username,
+            "role": user.role,
+            "factories": list(user.factories),
+            "cameras": list(user.cameras),
+            "csrf": csrf,
+        }
+
+    async def logout(self, request: web.Request) -> web.Response:
+        await self.require_user(request)
+        await self.catalog.delete_session(self._session_key(request.cookies.get(COOKIE, "")))
+        response = web.json_response({"logged_out": True})
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    async def me(self, request: web.Request) -> web.Response:
+        found = await self.session(request)
+        if found is None:
+            raise _error(401, "not logged in")
+        user, doc = found
+        return web.json_response(self._me(user, str(doc.get("csrf", ""))))
+
+    async def cameras(self, request: web.Request) -> web.Response:
+        user = await self.require_user(request)
+        result = []
+        for doc in await self.catalog.list_cameras():
+            factory, device = doc.get("factory"), doc.get("device")
+            if (
+                not isinstance(factory, str)
+                or not isinstance(device, str)
+                or not user.may_see(factory, device)
+            ):
+                continue
+            last_end = doc.get("last_end")
+            result.append(
+                {
+                    "factory": factory,
+                    "device": device,
+                    "last_start": _iso(doc.get("last_start")),
+                    "last_end": _iso(last_end),
+                    "live": isinstance(last_end, datetime) and self.clock() - last_end.timestamp() < 30,
+                    "live_url": f"/live/{factory}/{device}.m3u8",
+                }
+            )
+        return web.json_response({"cameras": result})
+
+    # --- handlers: media -----------------------------------------------------------------------
+
+    def _cid(self, factory: str, device: str, day: str, filename: str) -> str | None:
+        key = (factory, device, day)
+        index = self.days.get(key)
+        if index is None:
+            if len(self.days) > 1024:
+                self.days.clear()
+            index = self.days[key] = DayIndex(self.store / factory / device / day / INDEX)
+        if filename not in index.cids:
+            index.refresh()
+        return index.cids.get(filename)
+
+    def _link(self, factory: str, device: str, day: str, filename: str, cid: str, ttl: float) -> str:
+        path = links.media_path(factory, device, day, filename)
+        return links.signed_url(path, cid, secret=self.secret, expires=int(self.clock() + ttl))
+
+    def _store_playlist(self, path: Path, factory: str, device: str, day: str | None) -> str:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise _error(404, f"nothing recorded here for {factory}/{device}") from None
+        ttl = self.config.node.live_link_ttl_s
+
+        def link(uri: str) -> str | None:
+            where, _, filename = uri.rpartition("/")
+            segment_day = day or where
+            cid = self._cid(factory, device, segment_day, filename)
+            return None if cid is None else self._link(factory, device, segment_day, filename, cid, ttl)
+
+        return relink(text, link)
+
+    async def live(self, request: web.Request) -> web.Response:
+        _, factory, device = await self.require_camera(request)
+        path = self.store / factory / device / LIVE_PLAYLIST
+        text = await asyncio.to_thread(self._store_playlist, path, factory, device, None)
+        return _playlist(text, max_age=1)
+
+    async def day(self, request: web.Request) -> web.Response:
+        _, factory, device = await self.require_camera(request)
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        try:
+            day = parse_day(request.query.get("day"), today).isoformat()
+        except BadRequest as exc:
+            raise _error(400, str(exc)) from None
+        path = self.store / factory / device / day / DAY_PLAYLIST
+        text = await asyncio.to_thread(self._store_playlist, path, factory, device, day)
+        return _playlist(text, max_age=1 if day == today.isoformat() else 60)
+
+    async def replay(self, request: web.Request) -> web.Response:
+        _, factory, device = await self.require_camera(request)
+        chosen = await self._range_docs(request, factory, device)
+        span = (chosen[-1]["end"] - chosen[0]["start"]).total_seconds()
+        ttl = span + self.config.node.replay_link_slack_s
+        segments = [
+            PlaylistSegment(
+                seq=d["seq"],
+                session=d["session"],
+                uri=self._link(factory, device, _day(d["start"]), d["filename"], d["cid"], ttl),
+                start=d["start"],
+                duration=float(d["duration"]),
+            )
+            for d in chosen
+        ]
+        return _playlist(compose_vod(segments), max_age=30)
+
+    async def _range_docs(self, request: web.Request, factory: str, device: str) -> list[Any]:
+        try:
+            start, end = parse_range(
+                request.query.get("start"),
+                request.query.get("end"),
+                max_seconds=self.config.node.export_max_s,
+            )
+        except BadRequest as exc:
+            raise _error(400, str(exc)) from None
+        # A segment lasts at most a minute: one that started before `start` may still overlap it.
+        docs = await self.catalog.segments_between(factory, device, start - timedelta(seconds=60), end)
+        chosen = overlapping(docs, start, end)
+        if not chosen:
+            raise _error(404, f"nothing recorded for {factory}/{device} in that range")
+        return chosen
+
+    def _export_source(self, factory: str, device: str, docs: list[Any]) -> str:
+        """A VOD playlist for ffmpeg: local files where the store has them, else Kubo's gateway by CID."""
+        segments = []
+        for d in docs:
+            local = self.store / factory / device / _day(d["start"]) / d["filename"]
+            uri = str(local) if local.is_file() else f"{self.config.node.kubo_gateway}/ipfs/{d['cid']}"
+            segments.append(PlaylistSegment(d["seq"], d["session"], uri, d["start"], float(d["duration"])))
+        return compose_vod(segments)
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The range as an MP4 (stream copy, fragmented so it streams while ffmpeg produces it)."""
+        _, factory, device = await self.require_camera(request)
+        docs = await self._range_docs(request, factory, device)
+        source = await asyncio.to_thread(self._export_source, factory, device, docs)
+        with tempfile.TemporaryDirectory(prefix="camswarm-export-") as tmp:
+            listing = Path(tmp) / "range.m3u8"
+            listing.write_text(source, encoding="utf-8")
+            process = await asyncio.create_subprocess_exec(
+                self.config.node.ffmpeg, "-nostdin", "-v", "error",
+                "-protocol_whitelist", "file,http,tcp", "-allowed_extensions", "ALL",
+                "-i", str(listing), "-map", "0", "-c", "copy",
+                "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert process.stdout is not None
+            assert process.stderr is not None
+            stderr = asyncio.create_task(
+                process.stderr.read()
+            )  # drained alongside, so it never blocks ffmpeg
+            first = docs[0]["start"].astimezone(UTC)
+            name = f"{factory}-{device}-{first:%Y%m%dT%H%M%SZ}.mp4"
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "video/mp4",
+                    "Content-Disposition": f'attachment; filename="{name}"',
+                    # No Content-Length while streaming: this is what the UI shows progress against.
+                    "X-Camswarm-Estimated-Bytes": str(sum(int(d.get("size", 0)) for d in docs)),
+                    "X-Camswarm-Segments": str(len(docs)),
+                    "Cache-Control": "no-store",
+                }
+            )
+            try:
+                await response.prepare(request)
+                while chunk := await process.stdout.read(1 << 16):
+                    await response.write(chunk)
+                errors = (await stderr).decode("utf-8", "replace")[-2000:]
+                if await process.wait() != 0:
+                    log.warning("export_failed", extra=kv(camera=f"{factory}/{device}", stderr=errors))
+                await response.write_eof()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                stderr.cancel()
+        log.info("export", extra=kv(camera=f"{factory}/{device}", segments=len(docs)))
+        return response
+
+    async def timeline(self, request: web.Request) -> web.Response:
+        _, factory, device = await self.require_camera(request)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        try:
+            day = parse_day(request.query.get("day"), now.date())
+        except BadRequest as exc:
+            raise _error(400, str(exc)) from None
+        first, last = day_bounds(day)
+        docs = await self.catalog.segments_between(factory, device, first, last)
+        return web.json_response({"factory": factory, "device": device, **timeline(docs, day, now)})
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        try:
+            await self.catalog.list_cameras()
+            catalog_ok = True
+        except DaemonError:
+            catalog_ok = False
+        status = "ok" if catalog_ok and self.store.is_dir() else "degraded"
+        return web.json_response({"status": status, "catalog_ok": catalog_ok, "store": str(self.store)})
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    # --- the application -----------------------------------------------------------------------
+
+    @web.middleware
+    async def errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        route = (
+            request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        )
+        began = time.monotonic()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.content_type != "application/json":
+                exc = _error(exc.status, exc.reason or "error")
+            self.requests.labels(route, str(exc.status)).inc()
+            raise exc from None
+        except DaemonError as exc:
+            self.requests.labels(route, "503").inc()
+            allowed, suppressed = self.limiter.allow("daemon")
+            if allowed:
+                log.warning("catalog_unavailable", extra=kv(error=str(exc), suppressed=suppressed))
+            raise _error(503, "the catalog is unavailable; try again shortly") from None
+        except Exception:
+            self.requests.labels(route, "500").inc()
+            log.exception("request_failed", extra=kv(route=route))
+            raise web.HTTPInternalServerError(
+                text=json.dumps({"error": "internal error"}), content_type="application/json"
+            ) from None
+        finally:
+            self.seconds.labels(route).observe(time.monotonic() - began)
+        self.requests.labels(route, str(response.status)).inc()
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.errors])
+        app[GATEWAY_KEY] = self
+        r = app.router
+        camera = "{factory:[^/]{1,64}}/{device:[^/.]{1,64}}"
+        r.add_post("/api/login", self.login)
+        r.add_post("/api/logout", self.logout)
+        r.add_get("/api/me", self.me)
+        r.add_get("/api/cameras", self.cameras)
+        r.add_get(f"/api/timeline/{camera}", self.timeline)
+        r.add_get(f"/live/{camera}.m3u8", self.live)
+        r.add_get(f"/live/{camera}/day.m3u8", self.day)
+        r.add_get(f"/replay/{camera}.m3u8", self.replay)
+        r.add_get(f"/export/{camera}.mp4", self.export)
+        r.add_get("/healthz", self.healthz)
+        r.add_get("/metrics", self.metrics)
+        return app
+
+    async def close(self) -> None:
+        await self.catalog.close()
+
+
+def _iso(value: Any) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d}"
+
+
+def _playlist(text: str, *, max_age: int) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type=HLS,
+        headers={"Cache-Control": f"private, max-age={max_age}"},
+    )
+
+
+async def serve(config: GatewayConfig, stop: asyncio.Event) -> None:
+    gateway = Gateway(config)
+    if not config.node.users_file.exists():
+        log.warning("no_users", extra=kv(users_file=str(config.node.users_file), hint="camswarm users add"))
+    runner = web.AppRunner(gateway.app(), access_log=None)
+    await runner.setup()
+    host, _, port = config.node.listen.rpartition(":")
+    try:
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        log.info("gateway_started", extra=kv(listen=f"http://{config.node.listen}", store=str(gateway.store)))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await gateway.close()
+        log.info("gateway_stopped")
