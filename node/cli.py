@@ -159,6 +159,30 @@ async def _gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _nginx_render(args: argparse.Namespace) -> int:
+    return await asyncio.to_thread(_write_nginx_config, args)
+
+
+def _write_nginx_config(args: argparse.Namespace) -> int:
+    from gateway.app import load_or_create_secret
+    from gateway.config import load_config
+    from gateway.nginx_conf import render, write_config
+
+    config = load_config(Path(args.gateway_config)).node
+    text = render(
+        listen=args.listen,
+        state_dir=Path(args.state_dir).resolve(),
+        media_root=config.store_dir.resolve(),
+        kubo_gateway=config.kubo_gateway,
+        gateways=args.gateway or [config.listen],
+        link_secret=load_or_create_secret(config.secret_file),
+    )
+    out = Path(args.out)
+    write_config(out, text, state_dir=Path(args.state_dir).resolve())
+    print(f"wrote {out}; test it with: nginx -t -c {out.resolve()} -p {Path(args.state_dir).resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camswarm", description="Record IP cameras into a private IPFS network."
@@ -218,6 +242,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gateway.add_argument("--config", help="the gateway's TOML config (see docs/gateway.example.toml)")
     gateway.set_defaults(handler=_gateway_run)
+    nginx = roles.add_parser("nginx", help="the front door's configuration")
+    nsub = nginx.add_subparsers(dest="nginx_command", required=True, metavar="ACTION")
+    render = nsub.add_parser(
+        "render",
+        help="write nginx.conf for gateways beside a mirror store",
+        description="Render nginx/camswarm.conf.template from a gateway config (store, Kubo, secret).",
+    )
+    render.add_argument(
+        "--gateway-config", required=True, help="a gateway's TOML config (store, secret, Kubo)"
+    )
+    render.add_argument("--listen", default="127.0.0.1:8000", help="where nginx listens (host:port)")
+    render.add_argument(
+        "--gateway",
+        action="append",
+        help="a gateway's host:port to balance over (repeat; default: the config's)",
+    )
+    render.add_argument("--state-dir", required=True, help="nginx's logs, temp files and caches")
+    render.add_argument(
+        "--out", required=True, help="the nginx.conf to write (0600: it holds the link secret)"
+    )
+    render.set_defaults(handler=_nginx_render)
     from gateway.users_cli import add_users_parser
 
     add_users_parser(roles)
