@@ -50,6 +50,17 @@ COOKIE = "camswarm_session"
 CSRF_HEADER = "X-CSRF-Token"
 HLS = "application/vnd.apple.mpegurl"
 MAX_BODY = 4096
+WEB = Path(__file__).with_name("web")
+# The only files /static/ serves: name -> (path under gateway/web, content type).
+STATIC = {
+    "app.js": ("app.js", "text/javascript"),
+    "style.css": ("style.css", "text/css"),
+    "hls.min.js": ("node_modules/hls.js/dist/hls.min.js", "text/javascript"),
+}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; media-src 'self' blob:; "
+    "worker-src 'self' blob:; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+)
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 
@@ -461,6 +472,25 @@ class Gateway:
         docs = await self.catalog.segments_between(factory, device, first, last)
         return web.json_response({"factory": factory, "device": device, **timeline(docs, day, now)})
 
+    async def index(self, _: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            WEB / "index.html",
+            headers={
+                "Content-Type": "text/html; charset=utf-8",
+                "Content-Security-Policy": CSP,
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    async def static(self, request: web.Request) -> web.FileResponse:
+        entry = STATIC.get(request.match_info["name"])
+        if entry is None:
+            raise _error(404, "no such file")
+        path = WEB / entry[0]
+        if not path.is_file():  # hls.js comes from npm at `make deps`
+            raise _error(404, f"{entry[0]} is not installed; run make deps")
+        return web.FileResponse(path, headers={"Content-Type": entry[1], "Cache-Control": "no-cache"})
+
     async def healthz(self, _: web.Request) -> web.Response:
         try:
             await self.catalog.list_cameras()
@@ -524,6 +554,8 @@ class Gateway:
         r.add_get(f"/live/{camera}/day.m3u8", self.day)
         r.add_get(f"/replay/{camera}.m3u8", self.replay)
         r.add_get(f"/export/{camera}.mp4", self.export)
+        r.add_get("/", self.index)
+        r.add_get("/static/{name}", self.static)
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
         return app

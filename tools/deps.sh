@@ -84,6 +84,19 @@ if [ -x "$FERRETDB_BIN" ]; then log "ferretdb $FERRETDB_VERSION present"; else
     rm -rf "$out"; mv "$tmp" "$out"
 fi
 
+# --- Web assets: hls.js from the npm registry, pinned by gateway/web/package-lock.json ---
+if ! command -v npm >/dev/null; then
+    log "installing Debian packages: nodejs npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+web_stamp="gateway/web/node_modules/.camswarm-deps-$(sha256sum gateway/web/package-lock.json | cut -c1-16)"
+if [ -f "$web_stamp" ]; then log "web assets up to date"; else
+    log "installing web assets (npm ci in gateway/web)"
+    (cd gateway/web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    touch "$web_stamp"
+fi
+
 # --- Python virtualenv ---------------------------------------------------------
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PYTHON is older than 3.11"
 stamp="$VENV/.camswarm-deps-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"

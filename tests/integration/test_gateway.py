@@ -248,3 +248,19 @@ async def test_state_changes_need_the_csrf_token_and_login_is_rate_limited(gatew
                 assert r.status == 401
         async with anonymous.post("/api/login", json={"username": "other", "password": PASSWORD}) as r:
             assert r.status == 429  # even the right password, until the window passes
+
+
+async def test_web_ui_is_served_with_its_assets(gateway: TestServer) -> None:
+    async with aiohttp.ClientSession(base_url=str(gateway.make_url(""))) as anonymous:
+        async with anonymous.get("/") as response:
+            assert response.status == 200
+            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+            page = await response.text()
+        assert '<script src="/static/hls.min.js">' in page
+        for name in ("app.js", "style.css", "hls.min.js"):
+            async with anonymous.get(f"/static/{name}") as response:
+                assert response.status == 200, name
+                assert len(await response.read()) > 100
+        for name in ("..%2fapp.py", "package.json", "node_modules"):
+            async with anonymous.get(f"/static/{name}") as response:
+                assert response.status == 404, name

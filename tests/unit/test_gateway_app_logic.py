@@ -1,0 +1,67 @@
+"""Gateway app pieces that need no daemon: the incremental day index, login attempts, the secret file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Attempts, DayIndex, load_or_create_secret
+
+
+def line(filename: str, cid: str) -> str:
+    return json.dumps({"filename": filename, "cid": cid}) + "\n"
+
+
+def test_day_index_reads_only_complete_appended_lines(tmp_path: Path) -> None:
+    path = tmp_path / "segments.jsonl"
+    index = DayIndex(path)
+    index.refresh()
+    assert index.cids == {}
+    path.write_text(line("a.ts", "cid-a") + '{"filename": "b.ts", "ci')  # b is still being appended
+    index.refresh()
+    assert index.cids == {"a.ts": "cid-a"}
+    with open(path, "a") as handle:
+        handle.write('d": "cid-b"}\n' + "not json\n" + line("c.ts", "cid-c"))
+    index.refresh()
+    assert index.cids == {"a.ts": "cid-a", "b.ts": "cid-b", "c.ts": "cid-c"}
+
+
+def test_day_index_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "segments.jsonl"
+    path.write_text(line("a.ts", "cid-a") + line("b.ts", "cid-b"))
+    index = DayIndex(path)
+    index.refresh()
+    replacement = tmp_path / "new.jsonl"
+    replacement.write_text(line("z.ts", "cid-z"))
+    os.replace(replacement, path)  # retention dropped the day, a new one began
+    index.refresh()
+    assert index.cids == {"z.ts": "cid-z"}
+    path.unlink()
+    index.refresh()
+    assert index.cids == {}
+
+
+def test_attempts_block_after_the_limit_and_forget_after_the_window() -> None:
+    attempts = Attempts(limit=3, window=60)
+    for t in (0, 1, 2):
+        assert not attempts.blocked("user:bob", t)
+        attempts.fail("user:bob", t)
+    assert attempts.blocked("user:bob", 3)
+    assert not attempts.blocked("user:alice", 3)
+    assert not attempts.blocked("user:bob", 62.5)  # the first two failures left the window
+    attempts.fail("user:bob", 63)
+    attempts.clear("user:bob")
+    assert not attempts.blocked("user:bob", 64)
+
+
+def test_secret_file_is_created_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "link.secret"
+    first = load_or_create_secret(path)
+    assert load_or_create_secret(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("short\n")
+    with pytest.raises(ValueError, match="link secret"):
+        load_or_create_secret(path)
