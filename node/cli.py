@@ -35,6 +35,12 @@ def _print_summary(info: dict[str, Any]) -> None:
     for name, mirror in info["mirrors"].items():
         if name in info["processes"]:
             print(f"  {name:<10} {mirror['admin']}/healthz  store {mirror['store']}")
+    for name, gw in info["gateways"].items():
+        if name in info["processes"]:
+            print(f"  {name:<10} {gw['url']}/healthz  store {gw['store']}")
+    web = info["web"]
+    if web and "nginx" in info["processes"]:
+        print(f"  nginx      {web['url']}")
     print(f"  topic      {info['topic']}")
     for cam in info["cameras"]:
         state = "up" if cam["running"] else "down"
@@ -42,6 +48,21 @@ def _print_summary(info: dict[str, Any]) -> None:
     dead = [name for name, p in info["processes"].items() if not p["alive"]]
     if info["running"] and dead:
         print(f"  not running: {', '.join(dead)}")
+    if web and info["processes"].get("nginx", {}).get("alive"):
+        _print_login(web)
+
+
+def _print_login(web: dict[str, str]) -> None:
+    """How to log in to the local demo. Its passwords are printed here on purpose, nowhere else."""
+    passwords = network.read_credentials(Path(web["credentials"]))
+    print()
+    print(f"open {web['url']} and log in as")
+    if "demo-client" in passwords and "demo-admin" in passwords:
+        print(f"  demo-client / {passwords['demo-client']}   (factory1's cameras)")
+        print(f"  or demo-admin / {passwords['demo-admin']}   (every camera)")
+    else:
+        print(f"  a user of {Path(web['credentials']).parent / 'users.json'} (camswarm users add ...)")
+    print()
 
 
 async def _devnet_up(args: argparse.Namespace) -> int:

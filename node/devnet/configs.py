@@ -224,3 +224,26 @@ def mirror_config(
         "fault_injection = true  # a test network: tests drop announcements on purpose",
     ]
     return "\n".join(lines) + "\n"
+
+
+def gateway_config(
+    *,
+    listen_port: int,
+    store_dir: str,
+    kubo_gateway: str,
+    catalog: str,
+    users_file: str,
+    secret_file: str,
+) -> str:
+    """A devnet gateway's TOML config (same format as docs/gateway.example.toml)."""
+    lines = [
+        "# Written by `camswarm devnet up`; edits are replaced at the next start.",
+        "[node]",
+        f'listen = "127.0.0.1:{listen_port}"',
+        f"store_dir = {_toml_str(store_dir)}",
+        f"kubo_gateway = {_toml_str(kubo_gateway)}",
+        f"catalog = {_toml_str(catalog)}",
+        f"users_file = {_toml_str(users_file)}",
+        f"secret_file = {_toml_str(secret_file)}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -2,7 +2,8 @@
 
 One Kubo node and one ipfs-cluster peer per role (producer, mirror1..N), the
 FerretDB catalog and M simulated RTSP cameras, on free ports picked at the
-first ``up``. Identities and ports are kept in DIR, so ``up`` after ``down``
+first ``up``; with at least one mirror, two gateways behind one nginx and two
+demo users. Identities and ports are kept in DIR, so ``up`` after ``down``
 brings the same network back with its data.
 """
 
@@ -11,6 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import pwd
+import secrets
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -23,6 +28,7 @@ from node.devnet.configs import (
     PeerAddr,
     ProducerCamera,
     cluster_private_config,
+    gateway_config,
     kubo_private_config,
     loopback_tcp,
     mirror_config,
@@ -31,6 +37,7 @@ from node.devnet.configs import (
     producer_config,
 )
 from node.devnet.state import (
+    NGINX,
     CameraSpec,
     DevnetState,
     NodePorts,
@@ -304,6 +311,139 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
     _start(directory, state, PRODUCER, argv, executable="node.cli")
 
 
+# --- the web front: gateways, nginx, demo users -------------------------------------------
+
+# Created at the first `up`; the client sees factory1's cameras, the admin every camera.
+DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("demo-client", "client", ("factory1",)),
+    ("demo-admin", "admin", ()),
+)
+
+
+def gateway_config_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.toml"
+
+
+def users_path(directory: Path) -> Path:
+    return directory / "users.json"
+
+
+def credentials_path(directory: Path) -> Path:
+    return directory / "credentials.json"
+
+
+def link_secret_path(directory: Path) -> Path:
+    return directory / "link.secret"
+
+
+def nginx_dir(directory: Path) -> Path:
+    return directory / "nginx"
+
+
+def nginx_binary() -> Path:
+    """nginx from PATH or Debian's /usr/sbin (not on a normal user's PATH)."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if found is None:
+        raise toolchain.ToolMissing("nginx not found; run `make deps` (installs Debian package nginx)")
+    return Path(found)
+
+
+def _plan_front(state: DevnetState) -> None:
+    """Pick the gateways' and nginx's ports once (state files of older devnets have none)."""
+    missing = [g for g in state.gateways if g not in state.gateway_ports]
+    need_nginx = bool(state.gateways) and state.nginx_port == 0
+    ports = free_ports(len(missing) + int(need_nginx), state.used_ports())
+    for name, port in zip(missing, ports, strict=False):
+        state.gateway_ports[name] = port
+    if need_nginx:
+        state.nginx_port = ports[-1]
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """username -> password of the demo users; {} when the file is missing or not ours."""
+    try:
+        doc = json.loads(path.read_text())
+        return {str(name): str(user["password"]) for name, user in doc["users"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _ensure_demo_users(directory: Path) -> None:
+    """Create the demo users when DIR has no users file yet; their passwords go to credentials.json.
+
+    A users file that exists is left as it is (its users may have been changed on purpose).
+    """
+    from gateway.users import UserStore  # the devnet runs the gateway role; nothing else needs it
+
+    users = users_path(directory)
+    if users.exists():
+        return
+    known = read_credentials(credentials_path(directory))
+    passwords = {name: known.get(name) or secrets.token_urlsafe(12) for name, _, _ in DEMO_USERS}
+    doc = {
+        "users": {
+            name: {"password": passwords[name], "role": role, "factories": list(factories)}
+            for name, role, factories in DEMO_USERS
+        }
+    }
+    # Written before the users file: a crash in between still leaves the passwords on record.
+    write_private(credentials_path(directory), json.dumps(doc, indent=2) + "\n")
+    store = UserStore(users)
+    for name, role, factories in DEMO_USERS:
+        store.add(name, passwords[name], role, factories)
+    log.info("demo_users_created", extra=kv(users_file=str(users), users=len(DEMO_USERS)))
+
+
+def _link_secret(directory: Path) -> str:
+    from gateway.app import load_or_create_secret  # shared by the gateways and nginx
+
+    return load_or_create_secret(link_secret_path(directory))
+
+
+def _start_gateway(directory: Path, state: DevnetState, name: str) -> None:
+    _plan_front(state)
+    _link_secret(directory)  # made before either gateway starts, so both read the same one
+    store_node = state.gateway_store_node(name)
+    text = gateway_config(
+        listen_port=state.gateway_ports[name],
+        store_dir=str(mirror_store_dir(directory, store_node)),
+        kubo_gateway=state.node(store_node).kubo_gateway,
+        catalog=catalog_url(state),
+        users_file=str(users_path(directory)),
+        secret_file=str(link_secret_path(directory)),
+    )
+    path = gateway_config_path(directory, name)
+    write_private(path, text)
+    argv = [sys.executable, "-m", "node.cli", "gateway", "--config", str(path)]
+    _start(directory, state, name, argv, executable="node.cli")
+
+
+def _start_nginx(directory: Path, state: DevnetState) -> None:
+    from gateway import nginx_conf
+
+    _plan_front(state)
+    binary = nginx_binary()
+    mirror = state.mirrors[0]
+    prefix = nginx_dir(directory)
+    text = nginx_conf.render(
+        listen=f"127.0.0.1:{state.nginx_port}",
+        state_dir=prefix,
+        media_root=mirror_store_dir(directory, mirror),
+        kubo_gateway=state.node(mirror).kubo_gateway,
+        gateways=[state.gateway_listen(g) for g in state.gateways],
+        link_secret=_link_secret(directory),
+        # A master started as root would run its workers as "nobody", who cannot read DIR (0700).
+        worker_user=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
+    )
+    conf = prefix / "nginx.conf"
+    nginx_conf.write_config(conf, text, state_dir=prefix)
+    # The template says "daemon off;": the master stays in the foreground, its own process group
+    # leader, so stopping the group stops the workers too. -e: nginx opens its error log before
+    # reading the config, and the compiled-in /var/log/nginx may not be writable.
+    argv = [str(binary), "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "logs" / "error.log")]
+    _start(directory, state, NGINX, argv)
+
+
 async def _wait(
     check: Callable[[], Awaitable[bool]], what: str, directory: Path, process: str | None
 ) -> None:
@@ -360,6 +500,8 @@ async def up(
         raise DevnetError("--cameras must be between 0 and 16")
     try:
         paths = _check_tools()
+        if mirrors:
+            nginx_binary()
     except toolchain.ToolMissing as exc:
         raise DevnetError(str(exc)) from exc
     directory = directory.resolve()
@@ -387,9 +529,12 @@ async def up(
         await _init_cluster(directory, state, paths.cluster_service)
         save_state(directory, state)
 
+    if state.gateways:
+        await asyncio.to_thread(_ensure_demo_users, directory)  # argon2 hashing takes a moment
     try:
         if state.admin_port == 0:
-            state.admin_port = free_ports(1)[0]
+            state.admin_port = free_ports(1, state.used_ports())[0]
+        _plan_front(state)
         await _start_all(directory, state, paths, progress, producer)
     except BaseException:
         progress("start failed; stopping what was started")
@@ -417,6 +562,10 @@ def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, nam
         _start_producer(directory, state)
     elif name in state.mirrors:
         _start_mirror(directory, state, name)
+    elif name in state.gateways:
+        _start_gateway(directory, state, name)
+    elif name == NGINX and state.gateways:
+        _start_nginx(directory, state)
     else:
         raise DevnetError(
             f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
@@ -432,6 +581,8 @@ def process_names(state: DevnetState) -> list[str]:
         *(f"cluster-{n.name}" for n in state.nodes),
         PRODUCER,
         *state.mirrors,
+        *state.gateways,
+        *([NGINX] if state.gateways else []),
     ]
 
 
@@ -455,6 +606,12 @@ async def _ready(directory: Path, state: DevnetState, name: str) -> None:
     elif name in state.mirrors:
         url = state.mirror_admin(name) + "/healthz"
         check, what = partial(probes.http_ok, url), f"mirror {name}'s /healthz"
+    elif name in state.gateways:
+        url = f"http://{state.gateway_listen(name)}/healthz"
+        check, what = partial(probes.http_ok, url), f"{name}'s /healthz at {url}"
+    elif name == NGINX:
+        url = state.web_url + "nginx-health"
+        check, what = partial(probes.http_ok, url), f"nginx at {url}"
     else:
         check, what = partial(probes.http_ok, state.producer_admin + "/healthz"), "the producer's /healthz"
     await _wait(check, what, directory, name)
@@ -472,12 +629,8 @@ async def _start_all(
     await _connect_swarm(state)
     await _wait(partial(_swarm_complete, state), "every Kubo node to see every other", directory, None)
 
-    clusters = [f"cluster-{n.name}" for n in state.nodes]
-    for name in clusters:
-        _launch(directory, state, paths, name)
     progress("waiting for cluster peers")
-    for name in clusters:
-        await _ready(directory, state, name)
+    await _launch_group(directory, state, paths, [f"cluster-{n.name}" for n in state.nodes])
 
     progress("waiting for the catalog and cameras")
     for name in ["catalog", *(c.process for c in state.cameras)]:
@@ -488,29 +641,44 @@ async def _start_all(
         await _ready(directory, state, PRODUCER)
     if state.mirrors:
         progress(f"starting {len(state.mirrors)} mirrors")
-        for name in state.mirrors:
-            _launch(directory, state, paths, name)
-        for name in state.mirrors:
-            await _ready(directory, state, name)
+        await _launch_group(directory, state, paths, state.mirrors)
+    if state.gateways:
+        progress(f"starting {len(state.gateways)} gateways and nginx")
+        await _launch_group(directory, state, paths, state.gateways)
+        await _launch_group(directory, state, paths, [NGINX])
     save_state(directory, state)
+
+
+async def _launch_group(
+    directory: Path, state: DevnetState, paths: toolchain.ToolPaths, names: list[str]
+) -> None:
+    """Start these processes together, then wait until each answers."""
+    for name in names:
+        _launch(directory, state, paths, name)
+    for name in names:
+        await _ready(directory, state, name)
 
 
 # --- stop -------------------------------------------------------------------------------
 
-# Stop order: what produces data first, storage last.
+# Stop order: the front door first (no new requests reach stopping gateways), then the role
+# processes (producer, mirrors, gateways), then what produces data, storage last.
 _STOP_ORDER = ("camera-", "cluster-", "kubo-", "catalog")
+_FRONT_RANK, _ROLE_RANK = -2, -1
 
 
 def _stop_rank(name: str) -> int:
+    if name == NGINX:
+        return _FRONT_RANK
     for rank, prefix in enumerate(_STOP_ORDER):
         if name.startswith(prefix):
             return rank
-    return -1  # role processes (producer, mirrors, gateways) stop before everything
+    return _ROLE_RANK
 
 
 async def _stop_all(directory: Path, state: DevnetState) -> dict[str, str]:
     results: dict[str, str] = {}
-    for rank in range(-1, len(_STOP_ORDER)):
+    for rank in range(_FRONT_RANK, len(_STOP_ORDER)):
         names = [n for n in state.processes if _stop_rank(n) == rank]
         outcomes = await asyncio.gather(*(_stop_one(state, n) for n in names))
         results.update(zip(names, outcomes, strict=True))
@@ -633,6 +801,19 @@ def status(directory: Path) -> dict[str, Any]:
             }
             for name in state.mirrors
         },
+        "gateways": {
+            name: {
+                "url": f"http://{state.gateway_listen(name)}" if name in state.gateway_ports else None,
+                "config": str(gateway_config_path(directory, name)),
+                "store": str(mirror_store_dir(directory, state.gateway_store_node(name))),
+            }
+            for name in state.gateways
+        },
+        "web": (
+            {"url": state.web_url, "credentials": str(credentials_path(directory))}
+            if state.gateways and state.nginx_port
+            else None
+        ),
         "swarm_key": str(directory / "swarm.key"),
         "cameras": [
             {"factory": c.factory, "device": c.device, "rtsp": c.rtsp, "running": alive.get(c.process, False)}

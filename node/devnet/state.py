@@ -16,6 +16,8 @@ from typing import Any
 STATE_FILE = "devnet.json"
 STATE_VERSION = 1
 TOPIC = "camswarm/segments/v1"
+GATEWAYS = ("gateway1", "gateway2")  # a devnet with mirrors runs both behind one nginx
+NGINX = "nginx"
 
 
 @dataclass
@@ -78,6 +80,8 @@ class DevnetState:
     topic: str = TOPIC
     admin_port: int = 0  # the devnet producer's /healthz and /metrics (0: not yet chosen)
     mirror_admin_ports: dict[str, int] = field(default_factory=dict)  # mirror node -> admin port
+    gateway_ports: dict[str, int] = field(default_factory=dict)  # gateway process -> its listen port
+    nginx_port: int = 0  # the front door (0: not yet chosen)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -96,11 +100,30 @@ class DevnetState:
         """The mirror nodes' names; each is also the name of its mirror process."""
         return [n.name for n in self.nodes if n.name.startswith("mirror")]
 
+    @property
+    def gateways(self) -> list[str]:
+        """The gateway processes' names: none without a mirror store to serve from."""
+        return list(GATEWAYS) if self.mirrors else []
+
+    def gateway_store_node(self, gateway: str) -> str:
+        """The mirror whose store ``gateway`` serves: gatewayK beside mirrorK, or mirror1."""
+        index = self.gateways.index(gateway)
+        mirrors = self.mirrors
+        return mirrors[index] if index < len(mirrors) else mirrors[0]
+
+    def gateway_listen(self, gateway: str) -> str:
+        return f"127.0.0.1:{self.gateway_ports[gateway]}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}/"
+
     def used_ports(self) -> set[int]:
-        ports = {self.catalog_port, self.admin_port, *self.mirror_admin_ports.values()}
+        ports = {self.catalog_port, self.admin_port, self.nginx_port, *self.mirror_admin_ports.values()}
+        ports |= set(self.gateway_ports.values())
         for node in self.nodes:
             ports |= set(asdict(node.ports).values())
-        return ports | {c.port for c in self.cameras}
+        return (ports | {c.port for c in self.cameras}) - {0}  # 0: a port not chosen yet
 
     def mirror_admin(self, name: str) -> str:
         return f"http://127.0.0.1:{self.mirror_admin_ports[name]}"
@@ -139,6 +162,8 @@ class DevnetState:
             topic=str(obj.get("topic", TOPIC)),
             admin_port=int(obj.get("admin_port", 0)),
             mirror_admin_ports={str(k): int(v) for k, v in obj.get("mirror_admin_ports", {}).items()},
+            gateway_ports={str(k): int(v) for k, v in obj.get("gateway_ports", {}).items()},
+            nginx_port=int(obj.get("nginx_port", 0)),
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 

@@ -53,6 +53,14 @@ async def test_status_shape(devnet: dict[str, Any]) -> None:
     assert devnet["running"] is True
     assert set(devnet["mirrors"]) == {"mirror1", "mirror2"}
     assert all(m["admin"].startswith("http://127.0.0.1:") for m in devnet["mirrors"].values())
+    gateways = devnet["gateways"]
+    assert set(gateways) == {"gateway1", "gateway2"}
+    assert gateways["gateway1"]["store"] == devnet["mirrors"]["mirror1"]["store"]
+    assert gateways["gateway2"]["store"] == devnet["mirrors"]["mirror2"]["store"]
+    assert all(g["url"].startswith("http://127.0.0.1:") for g in gateways.values())
+    assert devnet["web"]["url"].startswith("http://127.0.0.1:") and devnet["web"]["url"].endswith("/")
+    assert Path(devnet["web"]["credentials"]).stat().st_mode & 0o077 == 0
+    assert {"gateway1", "gateway2", "nginx"} <= set(devnet["processes"])
 
 
 async def test_up_on_a_running_dir_is_a_clear_error(devnet: dict[str, Any]) -> None:
@@ -85,8 +93,16 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert code == 0
         info = json.loads(out)
         pids = [p["pid"] for p in info["processes"].values()]
-        assert len(pids) == 1 + 2 * 2 + 1 + 1 + 1  # catalog, (kubo + cluster) x 2, camera, producer, mirror
+        # catalog, (kubo + cluster) x 2, camera, producer, mirror, 2 gateways, nginx
+        assert len(pids) == 1 + 2 * 2 + 1 + 1 + 1 + 2 + 1
         assert all(p["alive"] for p in info["processes"].values())
+        # One mirror: both gateways serve its store.
+        assert {g["store"] for g in info["gateways"].values()} == {info["mirrors"]["mirror1"]["store"]}
+        credentials = json.loads(Path(info["web"]["credentials"]).read_text())
+        code, out, _ = await _cli("devnet", "status", "--dir", str(directory))
+        assert code == 0
+        assert out.rstrip().splitlines()[-1].lstrip().startswith("or demo-admin / ")
+        assert credentials["users"]["demo-client"]["password"] in out
 
         code, _, err = await _cli(
             "devnet", "up", "--dir", str(directory), "--mirrors", "1", "--cameras", "1", "--detach"
@@ -115,6 +131,8 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert code == 0, err
         again = json.loads((await _cli("devnet", "status", "--dir", str(directory), "--json"))[1])
         assert again["nodes"]["producer"]["peer_id"] == info["nodes"]["producer"]["peer_id"]
+        assert again["web"] == info["web"]
+        assert json.loads(Path(again["web"]["credentials"]).read_text()) == credentials  # same users
     finally:
         assert (await _cli("devnet", "down", "--dir", str(directory)))[0] == 0
     assert not [p["pid"] for p in again["processes"].values() if pid_alive(p["pid"])]

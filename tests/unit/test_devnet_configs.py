@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+from pathlib import Path
 
 import pytest
 
+from gateway.config import GatewayConfig
+from node.config import parse_section
 from node.devnet.configs import (
     PeerAddr,
     cluster_private_config,
+    gateway_config,
     kubo_private_config,
     new_cluster_secret,
     new_swarm_key,
@@ -132,3 +137,90 @@ def test_names_and_cameras() -> None:
         ("factory2", "cam2", 11),
         ("factory1", "cam3", 12),
     ]
+
+
+def test_gateway_config_is_a_valid_gateway_config() -> None:
+    text = gateway_config(
+        listen_port=8091,
+        store_dir='/tmp/net "x"/nodes/mirror1/store',
+        kubo_gateway="http://127.0.0.1:8101",
+        catalog="mongodb://127.0.0.1:27017/",
+        users_file="/tmp/net/users.json",
+        secret_file="/tmp/net/link.secret",
+    )
+    node = parse_section(GatewayConfig, tomllib.loads(text), "").node
+    assert node.listen == "127.0.0.1:8091"
+    assert node.store_dir == Path('/tmp/net "x"/nodes/mirror1/store')
+    assert node.kubo_gateway == "http://127.0.0.1:8101"
+    assert node.catalog == "mongodb://127.0.0.1:27017/"
+    assert node.users_file == Path("/tmp/net/users.json")
+    assert node.secret_file == Path("/tmp/net/link.secret")
+
+
+def _state(mirrors: int) -> DevnetState:
+    return DevnetState(
+        nodes=[
+            NodeSpec(n, NodePorts(*range(10 * i + 1, 10 * i + 6))) for i, n in enumerate(node_names(mirrors))
+        ],
+        cameras=[],
+        catalog_port=27017,
+        cluster_secret="00" * 32,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "stores"),
+    [
+        pytest.param(0, {}, id="no-mirror-no-gateways"),
+        pytest.param(1, {"gateway1": "mirror1", "gateway2": "mirror1"}, id="one-mirror-shared"),
+        pytest.param(2, {"gateway1": "mirror1", "gateway2": "mirror2"}, id="one-each"),
+        pytest.param(3, {"gateway1": "mirror1", "gateway2": "mirror2"}, id="more-mirrors"),
+    ],
+)
+def test_gateways_sit_beside_mirror_stores(mirrors: int, stores: dict[str, str]) -> None:
+    state = _state(mirrors)
+    assert {g: state.gateway_store_node(g) for g in state.gateways} == stores
+
+
+def test_front_ports_are_kept_and_counted_as_used() -> None:
+    state = _state(1)
+    state.gateway_ports = {"gateway1": 9001, "gateway2": 9002}
+    state.nginx_port = 9000
+    again = DevnetState.from_json(json.loads(json.dumps(state.to_json())))
+    assert again == state
+    assert again.gateway_listen("gateway2") == "127.0.0.1:9002"
+    assert again.web_url == "http://127.0.0.1:9000/"
+    assert {9000, 9001, 9002} <= again.used_ports()
+    assert 0 not in again.used_ports()
+
+
+def test_old_state_files_have_no_front_ports() -> None:
+    doc = _state(1).to_json()
+    del doc["gateway_ports"], doc["nginx_port"]
+    state = DevnetState.from_json(doc)
+    assert state.gateway_ports == {} and state.nginx_port == 0
+
+
+def test_front_processes_start_after_mirrors_and_stop_first() -> None:
+    from node.devnet import network
+
+    state = _state(2)
+    names = network.process_names(state)
+    assert names[-5:] == ["mirror1", "mirror2", "gateway1", "gateway2", "nginx"]
+    ranks = {name: network._stop_rank(name) for name in names}
+    assert ranks["nginx"] < ranks["gateway1"] == ranks["mirror1"] == ranks["producer"] < ranks["kubo-mirror1"]
+    assert "nginx" not in network.process_names(_state(0))
+
+
+def test_front_ports_are_planned_once_and_avoid_the_others() -> None:
+    from node.devnet import network
+
+    state = _state(2)
+    taken = state.used_ports()
+    network._plan_front(state)
+    planned = (dict(state.gateway_ports), state.nginx_port)
+    assert set(state.gateway_ports) == {"gateway1", "gateway2"}
+    ports = [*state.gateway_ports.values(), state.nginx_port]
+    assert len(set(ports)) == 3 and not set(ports) & taken
+    network._plan_front(state)
+    assert (state.gateway_ports, state.nginx_port) == planned
