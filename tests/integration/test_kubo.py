@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,10 @@ async def test_file_added_on_producer_is_fetched_through_a_mirror(devnet: dict[s
         assert await mirror.pin_ls(added.cid) == {}
 
 
+async def _has(received: list[PubsubMessage], count: int) -> bool:
+    return len(received) >= count
+
+
 async def _collect(kubo: KuboClient, topic: str, count: int, out: list[PubsubMessage]) -> None:
     async for message in kubo.pubsub_sub(topic):
         out.append(message)
@@ -87,8 +92,14 @@ async def test_pubsub_delivers_exact_bytes(devnet: dict[str, Any], payloads: lis
 
             await poll_until(subscribed, timeout=30, what="mirror1 subscription seen by producer")
             assert topic in await mirror.pubsub_ls()
-            for payload in payloads:
+            for index, payload in enumerate(payloads):
+                # One message in flight at a time: gossipsub gives no order between messages
+                # in flight together (they may take different routes), and this test is about
+                # the bytes and the client's decoding, not about pubsub's delivery order.
                 await producer.pubsub_pub(topic, payload)
+                await poll_until(
+                    partial(_has, received, index + 1), timeout=30, what=f"message {index} at mirror1"
+                )
             await asyncio.wait_for(listener, timeout=30)
         finally:
             # Await the cancelled task so its HTTP stream is closed before the clients are.
