@@ -85,8 +85,9 @@ from mirror.store import LIVE_PLAYLIST, Store, day_name
 from node.catalog import Catalog
 from node.devnet import network
 from node.devnet.configs import ProducerCamera, producer_config
-from node.devnet.state import ProcessRecord, load_state, save_state, write_private
+from node.devnet.state import ProcessRecord, load_state, save_state
 from node.errors import DaemonError
+from node.files import write_atomic
 from node.kubo import KuboClient
 from node.procs import poll_until, spawn
 from producer.watch import PlaylistWatcher
@@ -169,7 +170,7 @@ def start_producer(directory: Path, segment: int) -> None:
         replication=(min(2, peers), peers),
     )
     config = network.producer_config_path(directory)
-    write_private(config, text)
+    write_atomic(config, text, private=True)
     argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(config)]
     log_file = network.log_path(directory, network.PRODUCER)
     pid = spawn(argv, log_path=log_file)

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import tempfile
@@ -42,6 +41,7 @@ from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST
 from node.announce import NAME
 from node.catalog import Catalog
 from node.errors import DaemonError
+from node.files import create_private
 from node.logs import RateLimiter, kv
 
 log = logging.getLogger("camswarm.gateway")
@@ -88,14 +88,9 @@ def load_or_create_secret(path: Path) -> str:
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
         secret = links.new_secret()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_or_create_secret(path)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secret + "\n")
+        if not create_private(path, (secret + "\n").encode("ascii")):
+            return load_or_create_secret(path)  # another gateway created it first
         return secret
     if not re.fullmatch(r"[A-Za-z0-9_-]{32,128}", text):
         raise ValueError(f"{path} does not hold a link secret (32..128 base64url characters)")

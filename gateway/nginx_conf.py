@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node.config import ConfigError
+from node.files import write_atomic
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "camswarm.conf.template"
 
@@ -178,11 +179,4 @@ def write_config(path: Path, text: str, *, state_dir: Path | None = None) -> Non
         directory.mkdir(mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    # O_EXCL: never write through a planted symlink; 0600 from the first byte on.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, private=True)

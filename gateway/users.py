@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +39,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from node.config import NAME
+from node.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -243,27 +243,6 @@ def _dump(users: Mapping[str, User]) -> str:
     return json.dumps({"version": FORMAT_VERSION, "users": entries}, indent=2, sort_keys=True) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Owner-only from the first byte, durable before it replaces the old file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # The rename itself survives a crash only once the directory is synced.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class UserStore:
     """The users file at ``path``; lookups re-read it when another process has changed it."""
 
@@ -362,7 +341,7 @@ class UserStore:
 
     def _save(self, users: Mapping[str, User]) -> None:
         try:
-            _write_atomic(self.path, _dump(users))
+            write_atomic(self.path, _dump(users), private=True)
         except OSError as exc:
             raise UserError(f"cannot write users file {self.path}: {exc.strerror}") from None
         self._snapshot = _Snapshot(self._current_signature(), dict(users))

@@ -33,6 +33,7 @@ from typing import Any
 from mirror.playlists import LiveState, PlaylistSegment
 from mirror.seqset import SeqSet
 from node.announce import FILENAME, NAME, Announcement, format_start, parse_start
+from node.files import write_atomic
 
 INDEX = "segments.jsonl"
 DAY_PLAYLIST = "day.m3u8"
@@ -183,28 +184,6 @@ class CameraIndex:
             self.floor = max(self.floor, cap)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    if durable:
-        _fsync_dir(path.parent)
-
-
 class Store:
     """Blocking file operations on the store directory (run them in a worker thread)."""
 
@@ -283,7 +262,7 @@ class Store:
 
     def write_playlist(self, path: Path, text: str) -> None:
         # Playlists are derived data: a crash loses at most one rewrite, redone on the next segment.
-        write_atomic(path, text.encode("utf-8"), durable=False)
+        write_atomic(path, text, durable=False)
 
     def read_live_state(self, factory: str, device: str) -> LiveState | None:
         path = self.camera_dir(factory, device) / LIVE_STATE
@@ -303,7 +282,7 @@ class Store:
         directory = self.camera_dir(factory, device)
         obj = {**asdict(state), "skipped": sorted(state.skipped)}
         # The state first: a playlist is never newer than the numbers it was built from.
-        write_atomic(directory / LIVE_STATE, json.dumps(obj).encode("utf-8"))
+        write_atomic(directory / LIVE_STATE, json.dumps(obj))
         self.write_playlist(directory / LIVE_PLAYLIST, text)
 
     def remove_stale_temporaries(self) -> int:

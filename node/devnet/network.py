@@ -48,8 +48,8 @@ from node.devnet.state import (
     load_state,
     node_names,
     save_state,
-    write_private,
 )
+from node.files import write_atomic
 from node.kubo import KuboClient
 from node.logs import kv
 from node.procs import (
@@ -141,7 +141,7 @@ def _new_plan(mirrors: int, cameras: int) -> DevnetState:
 
 async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
     swarm_key = new_swarm_key()
-    write_private(directory / "swarm.key", swarm_key)
+    write_atomic(directory / "swarm.key", swarm_key, private=True)
 
     configs: dict[str, dict[str, Any]] = {}
 
@@ -155,7 +155,7 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
         )
         configs[node.name] = json.loads((repo / "config").read_text())
         node.peer_id = str(configs[node.name]["Identity"]["PeerID"])
-        write_private(repo / "swarm.key", swarm_key)
+        write_atomic(repo / "swarm.key", swarm_key, private=True)
 
     # Every node's config names every other node's peer ID, so all must exist first.
     await asyncio.gather(*(init_one(n) for n in state.nodes))
@@ -288,7 +288,7 @@ def _start_mirror(directory: Path, state: DevnetState, name: str) -> None:
         admin_port=state.mirror_admin_ports[name],
     )
     path = mirror_config_path(directory, name)
-    write_private(path, text)
+    write_atomic(path, text, private=True)
     argv = [sys.executable, "-m", "node.cli", "mirror", "--config", str(path)]
     _start(directory, state, name, argv, executable="node.cli")
 
@@ -306,7 +306,7 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
         cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
         replication=(min(2, peers), peers),
     )
-    write_private(producer_config_path(directory), text)
+    write_atomic(producer_config_path(directory), text, private=True)
     argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(producer_config_path(directory))]
     _start(directory, state, PRODUCER, argv, executable="node.cli")
 
@@ -387,7 +387,7 @@ def _ensure_demo_users(directory: Path) -> None:
         }
     }
     # Written before the users file: a crash in between still leaves the passwords on record.
-    write_private(credentials_path(directory), json.dumps(doc, indent=2) + "\n")
+    write_atomic(credentials_path(directory), json.dumps(doc, indent=2) + "\n", private=True)
     store = UserStore(users)
     for name, role, factories in DEMO_USERS:
         store.add(name, passwords[name], role, factories)
@@ -413,7 +413,7 @@ def _start_gateway(directory: Path, state: DevnetState, name: str) -> None:
         secret_file=str(link_secret_path(directory)),
     )
     path = gateway_config_path(directory, name)
-    write_private(path, text)
+    write_atomic(path, text, private=True)
     argv = [sys.executable, "-m", "node.cli", "gateway", "--config", str(path)]
     _start(directory, state, name, argv, executable="node.cli")
 

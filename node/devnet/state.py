@@ -7,11 +7,12 @@ Everything another shell needs to find or stop the devnet is in
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from node.files import write_atomic
 
 STATE_FILE = "devnet.json"
 STATE_VERSION = 1
@@ -178,18 +179,9 @@ def load_state(directory: Path) -> DevnetState | None:
         raise ValueError(f"{path} is not a valid devnet state file: {exc}") from exc
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a file readable by its owner only, from the first byte, replacing it atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def save_state(directory: Path, state: DevnetState) -> None:
     # The state holds the cluster secret.
-    write_private(directory / STATE_FILE, json.dumps(state.to_json(), indent=2) + "\n")
+    write_atomic(directory / STATE_FILE, json.dumps(state.to_json(), indent=2) + "\n", private=True)
 
 
 def free_ports(count: int, taken: set[int] | None = None) -> list[int]:

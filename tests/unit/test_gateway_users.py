@@ -410,10 +410,10 @@ async def test_cli_bad_input_raises_user_error_and_changes_nothing(
 def test_login_survives_a_failed_rehash(
     populated: UserStore, path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def read_only(path: Path, text: str) -> None:
+    def read_only(path: Path, text: str, **_: object) -> None:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(users_module, "_write_atomic", read_only)
+    monkeypatch.setattr(users_module, "write_atomic", read_only)
     before = path.read_bytes()
     user = UserStore(path, hasher=CountingHasher(time_cost=2)).authenticate("alice", PASSWORD)
     assert user is not None

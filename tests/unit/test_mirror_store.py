@@ -19,9 +19,9 @@ from mirror.store import (
     Store,
     StoredSegment,
     day_name,
-    write_atomic,
 )
 from node.announce import format_start
+from node.files import write_atomic
 from tests.unit.samples import CID, draft
 
 DAY1 = datetime(2026, 11, 20, 23, 59, 50, tzinfo=UTC)
