@@ -81,7 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import percentile, run_chosen
 from mirror.config import load_config
-from mirror.store import LIVE_PLAYLIST, Store, day_name
+from mirror.store import LIVE_PLAYLIST, Store
 from node.catalog import Catalog
 from node.devnet import network
 from node.devnet.configs import ProducerCamera, producer_config
@@ -89,6 +89,7 @@ from node.devnet.state import ProcessRecord, load_state, save_state
 from node.errors import DaemonError
 from node.files import write_atomic
 from node.kubo import KuboClient
+from node.layout import day_name
 from node.procs import poll_until, spawn
 from producer.watch import PlaylistWatcher
 

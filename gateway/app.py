@@ -38,10 +38,11 @@ from gateway.media import BadRequest, day_bounds, overlapping, parse_day, parse_
 from gateway.users import User, UserStore
 from mirror.playlists import PlaylistSegment, compose_vod
 from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST
-from node.announce import NAME
+from node.announce import NAME, format_start
 from node.catalog import Catalog
 from node.errors import DaemonError
 from node.files import create_private
+from node.layout import day_name
 from node.logs import RateLimiter, kv
 
 log = logging.getLogger("camswarm.gateway")
@@ -309,8 +310,8 @@ class Gateway:
                 {
                     "factory": factory,
                     "device": device,
-                    "last_start": _iso(doc.get("last_start")),
-                    "last_end": _iso(last_end),
+                    "last_start": _instant(doc.get("last_start")),
+                    "last_end": _instant(last_end),
                     "live": isinstance(last_end, datetime) and self.clock() - last_end.timestamp() < 30,
                     "live_url": f"/live/{factory}/{device}.m3u8",
                 }
@@ -375,7 +376,7 @@ class Gateway:
             PlaylistSegment(
                 seq=d["seq"],
                 session=d["session"],
-                uri=self._link(factory, device, _day(d["start"]), d["filename"], d["cid"], ttl),
+                uri=self._link(factory, device, day_name(d["start"]), d["filename"], d["cid"], ttl),
                 start=d["start"],
                 duration=float(d["duration"]),
             )
@@ -403,7 +404,7 @@ class Gateway:
         """A VOD playlist for ffmpeg: local files where the store has them, else Kubo's gateway by CID."""
         segments = []
         for d in docs:
-            local = self.store / factory / device / _day(d["start"]) / d["filename"]
+            local = self.store / factory / device / day_name(d["start"]) / d["filename"]
             uri = str(local) if local.is_file() else f"{self.config.node.kubo_gateway}/ipfs/{d['cid']}"
             segments.append(PlaylistSegment(d["seq"], d["session"], uri, d["start"], float(d["duration"])))
         return compose_vod(segments)
@@ -559,14 +560,8 @@ class Gateway:
         await self.catalog.close()
 
 
-def _iso(value: Any) -> str | None:
-    if not isinstance(value, datetime):
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _day(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d}"
+def _instant(value: Any) -> str | None:
+    return format_start(value) if isinstance(value, datetime) else None
 
 
 def _playlist(text: str, *, max_age: int) -> web.Response:

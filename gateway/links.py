@@ -28,12 +28,12 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import date
 from urllib.parse import urlencode
 
 from node.announce import FILENAME, NAME
 from node.errors import BadCID
 from node.ipfs_codec import parse_cid
+from node.layout import is_day_name
 
 PREFIX = "/media/"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 MD5 bytes in unpadded base64url
@@ -49,13 +49,6 @@ class MediaPath:
     @property
     def path(self) -> str:
         return f"{PREFIX}{self.factory}/{self.device}/{self.day}/{self.filename}"
-
-
-def _is_day(text: str) -> bool:
-    try:
-        return date.fromisoformat(text).isoformat() == text
-    except ValueError:
-        return False
 
 
 def parse_media_path(path: str) -> MediaPath:
@@ -74,7 +67,7 @@ def parse_media_path(path: str) -> MediaPath:
     for label, value in (("factory", factory), ("device", device)):
         if not NAME.fullmatch(value):
             raise ValueError(f"media path {path!r}: bad {label} name {value!r}")
-    if not _is_day(day):
+    if not is_day_name(day):
         raise ValueError(f"media path {path!r}: day {day!r} is not a YYYY-MM-DD date")
     if not FILENAME.fullmatch(filename):
         raise ValueError(f"media path {path!r}: bad segment file name {filename!r}")

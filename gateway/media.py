@@ -11,6 +11,7 @@ from typing import Any
 import m3u8
 
 from mirror.playlists import TIME_TOLERANCE_S
+from node.announce import format_start
 
 MAX_PARAM = 64  # longest accepted query value (an ISO 8601 instant or a day)
 
@@ -67,11 +68,7 @@ class Span:
     segments: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": _iso(self.start), "end": _iso(self.end), "segments": self.segments}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {"start": format_start(self.start), "end": format_start(self.end), "segments": self.segments}
 
 
 def timeline(docs: Iterable[Mapping[str, Any]], day: date, now: datetime) -> dict[str, Any]:
@@ -93,10 +90,10 @@ def timeline(docs: Iterable[Mapping[str, Any]], day: date, now: datetime) -> dic
     cursor = first
     for span in spans:
         if span.start > cursor:
-            gaps.append({"start": _iso(cursor), "end": _iso(span.start)})
+            gaps.append({"start": format_start(cursor), "end": format_start(span.start)})
         cursor = max(cursor, span.end)
     if horizon > cursor:
-        gaps.append({"start": _iso(cursor), "end": _iso(horizon)})
+        gaps.append({"start": format_start(cursor), "end": format_start(horizon)})
     return {
         "day": day.isoformat(),
         "spans": [s.to_json() for s in spans],

@@ -40,12 +40,13 @@ from mirror.admission import Admission, Limits, RejectCounter, Rejected
 from mirror.config import MirrorConfig
 from mirror.metrics import MirrorMetrics
 from mirror.playlists import compose_day, compose_live
-from mirror.store import DAY_PLAYLIST, INDEX, CameraIndex, Store, StoredSegment, day_name
+from mirror.store import DAY_PLAYLIST, INDEX, CameraIndex, Store, StoredSegment
 from node import announce
 from node.announce import FIELDS, Announcement
 from node.catalog import Catalog
 from node.errors import DaemonError
 from node.kubo import KuboClient
+from node.layout import day_name
 from node.logs import RateLimiter, kv
 
 log = logging.getLogger("camswarm.mirror")

@@ -26,7 +26,7 @@ import shutil
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +34,13 @@ from mirror.playlists import LiveState, PlaylistSegment
 from mirror.seqset import SeqSet
 from node.announce import FILENAME, NAME, Announcement, format_start, parse_start
 from node.files import write_atomic
+from node.layout import day_name, is_day_name
 
 INDEX = "segments.jsonl"
 DAY_PLAYLIST = "day.m3u8"
 LIVE_PLAYLIST = "live.m3u8"
 LIVE_STATE = "live.json"
 DAYS_IN_MEMORY = 3  # per camera: today, yesterday and one repaired day
-
-
-def day_name(start: datetime) -> str:
-    return f"{start.astimezone(UTC):%Y-%m-%d}"
-
-
-def is_day_name(text: str) -> bool:
-    try:
-        return date.fromisoformat(text).isoformat() == text
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

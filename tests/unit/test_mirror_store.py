@@ -18,10 +18,10 @@ from mirror.store import (
     CameraIndex,
     Store,
     StoredSegment,
-    day_name,
 )
 from node.announce import format_start
 from node.files import write_atomic
+from node.layout import day_name
 from tests.unit.samples import CID, draft
 
 DAY1 = datetime(2026, 11, 20, 23, 59, 50, tzinfo=UTC)
