@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
+
 
 def percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q``-th percentile; NaN for no values."""
@@ -16,6 +18,18 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+async def fetch_metrics(url: str) -> dict[str, float]:
+    """A Prometheus text page as ``{'name{labels}': value}``."""
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        text = await response.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
 
 
 def run_chosen(

@@ -79,7 +79,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile, run_chosen
+from bench.common import fetch_metrics, percentile, run_chosen
 from mirror.config import load_config
 from mirror.store import LIVE_PLAYLIST, Store
 from node.catalog import Catalog
@@ -138,14 +138,7 @@ class Devnet:
         return str(admin)
 
     async def mirror_metrics(self, mirror: str) -> dict[str, float]:
-        async with aiohttp.ClientSession() as http, http.get(self._admin(mirror) + "/metrics") as r:
-            text = await r.text()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return await fetch_metrics(self._admin(mirror) + "/metrics")
 
 
 def start_producer(directory: Path, segment: int) -> None:

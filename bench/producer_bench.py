@@ -39,7 +39,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile, run_chosen
+from bench.common import fetch_metrics, percentile, run_chosen
 from node.announce import format_start
 from node.devnet import network
 from node.devnet.configs import ProducerCamera, producer_config
@@ -137,14 +137,7 @@ class Bench:
             return result
 
     async def metrics(self) -> dict[str, float]:
-        async with aiohttp.ClientSession() as http, http.get(self.admin + "/metrics") as r:
-            text = await r.text()
-        values: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        return await fetch_metrics(self.admin + "/metrics")
 
 
 async def run_latency(args: argparse.Namespace) -> dict[str, Any]:

@@ -110,24 +110,23 @@ def _playlist(
     return playlist
 
 
-def compose_day(segments: Iterable[PlaylistSegment], *, ended: bool) -> str:
-    """The day's EVENT playlist; ``ended`` adds ENDLIST (the day is over)."""
-    ordered = in_seq_order(segments)
-    playlist = _playlist(ordered, media_sequence=0, discontinuity_sequence=0)
-    playlist.playlist_type = "event"
+def _whole(segments: Iterable[PlaylistSegment], playlist_type: str, *, ended: bool) -> str:
+    """Every segment in seq order, numbered from 0 (a playlist that only ever grows)."""
+    playlist = _playlist(in_seq_order(segments), media_sequence=0, discontinuity_sequence=0)
+    playlist.playlist_type = playlist_type
     playlist.is_endlist = ended
     text: str = playlist.dumps()
     return text
 
 
+def compose_day(segments: Iterable[PlaylistSegment], *, ended: bool) -> str:
+    """The day's EVENT playlist; ``ended`` adds ENDLIST (the day is over)."""
+    return _whole(segments, "event", ended=ended)
+
+
 def compose_vod(segments: Iterable[PlaylistSegment]) -> str:
     """A finished playlist of a time range (``PLAYLIST-TYPE:VOD`` and ``ENDLIST``), in seq order."""
-    ordered = in_seq_order(segments)
-    playlist = _playlist(ordered, media_sequence=0, discontinuity_sequence=0)
-    playlist.playlist_type = "vod"
-    playlist.is_endlist = True
-    text: str = playlist.dumps()
-    return text
+    return _whole(segments, "vod", ended=True)
 
 
 def _visible(ordered: list[PlaylistSegment], hold: int, published_through: int) -> list[PlaylistSegment]:

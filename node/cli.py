@@ -126,14 +126,39 @@ async def _producer_pubkey(args: argparse.Namespace) -> int:
     from node import announce, keys
     from producer.config import load_config
 
-    if not args.config:
-        raise ConfigError("--config", "camswarm producer pubkey needs --config FILE")
-    config = load_config(Path(args.config))
+    config = load_config(_config_file(args, "producer pubkey"))
     key, created = keys.load_or_create(config.node.key_path)
     if created:
         print(f"created a new producer key at {config.node.key_path}", file=sys.stderr)
     print(announce.key_id(key.public_key()))
     return 0
+
+
+def _config_file(args: argparse.Namespace, command: str) -> Path:
+    """The role's --config, or an error pointing at the documented example."""
+    if not args.config:
+        role = command.split()[0]
+        raise ConfigError(
+            "--config", f"camswarm {command} needs --config FILE (see docs/{role}.example.toml)"
+        )
+    return Path(args.config)
+
+
+def _add_role(
+    roles: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Any,
+    *,
+    help: str,
+    does: str,
+) -> argparse.ArgumentParser:
+    """A long-running role's command: ``camswarm NAME --config FILE``."""
+    parser = roles.add_parser(
+        name, help=help, description=f"{does} until SIGTERM: camswarm {name} --config FILE"
+    )
+    parser.add_argument("--config", help=f"the {name}'s TOML config (see docs/{name}.example.toml)")
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _stop_on_signal() -> asyncio.Event:
@@ -149,11 +174,7 @@ async def _producer_run(args: argparse.Namespace) -> int:
     from producer.config import load_config
     from producer.service import Producer
 
-    if not args.config:
-        raise ConfigError(
-            "--config", "camswarm producer needs --config FILE (see docs/producer.example.toml)"
-        )
-    config = load_config(Path(args.config))
+    config = load_config(_config_file(args, "producer"))
     for camera in config.cameras:
         camera.password()  # a missing secret is a start-up error, not a recording failure
     await Producer(config).run(_stop_on_signal())
@@ -164,9 +185,7 @@ async def _mirror_run(args: argparse.Namespace) -> int:
     from mirror.config import load_config
     from mirror.service import Mirror
 
-    if not args.config:
-        raise ConfigError("--config", "camswarm mirror needs --config FILE (see docs/mirror.example.toml)")
-    await Mirror(load_config(Path(args.config))).run(_stop_on_signal())
+    await Mirror(load_config(_config_file(args, "mirror"))).run(_stop_on_signal())
     return 0
 
 
@@ -174,9 +193,7 @@ async def _gateway_run(args: argparse.Namespace) -> int:
     from gateway.app import serve
     from gateway.config import load_config
 
-    if not args.config:
-        raise ConfigError("--config", "camswarm gateway needs --config FILE (see docs/gateway.example.toml)")
-    await serve(load_config(Path(args.config)), _stop_on_signal())
+    await serve(load_config(_config_file(args, "gateway")), _stop_on_signal())
     return 0
 
 
@@ -237,32 +254,32 @@ def build_parser() -> argparse.ArgumentParser:
         proc.add_argument("name", help="a process name as listed by `status`")
         proc.add_argument("--dir", required=True)
         proc.set_defaults(handler=_devnet_process, action=action)
-    producer = roles.add_parser(
+    producer = _add_role(
+        roles,
         "producer",
+        _producer_run,
         help="the recording node next to the cameras",
-        description="Record the configured cameras until SIGTERM: camswarm producer --config FILE",
+        does="Record the cameras",
     )
-    producer.add_argument("--config", help="the producer's TOML config (see docs/producer.example.toml)")
-    producer.set_defaults(handler=_producer_run)
     psub = producer.add_subparsers(dest="producer_command", metavar="ACTION")
     pubkey = psub.add_parser("pubkey", help="print the key id that mirrors allow-list (creates the key once)")
     # SUPPRESS: the subcommand's absent option must not erase one given before it.
     pubkey.add_argument("--config", default=argparse.SUPPRESS, help="the producer's TOML config")
     pubkey.set_defaults(handler=_producer_pubkey)
-    mirror = roles.add_parser(
+    _add_role(
+        roles,
         "mirror",
+        _mirror_run,
         help="keep a local, playable copy of the producers' segments",
-        description="Mirror announced segments until SIGTERM: camswarm mirror --config FILE",
+        does="Mirror announced segments",
     )
-    mirror.add_argument("--config", help="the mirror's TOML config (see docs/mirror.example.toml)")
-    mirror.set_defaults(handler=_mirror_run)
-    gateway = roles.add_parser(
+    _add_role(
+        roles,
         "gateway",
+        _gateway_run,
         help="log users in and serve their cameras' playlists (behind nginx)",
-        description="Serve the gateway until SIGTERM: camswarm gateway --config FILE",
+        does="Serve the gateway",
     )
-    gateway.add_argument("--config", help="the gateway's TOML config (see docs/gateway.example.toml)")
-    gateway.set_defaults(handler=_gateway_run)
     nginx = roles.add_parser("nginx", help="the front door's configuration")
     nsub = nginx.add_subparsers(dest="nginx_command", required=True, metavar="ACTION")
     render = nsub.add_parser(
