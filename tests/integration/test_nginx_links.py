@@ -11,7 +11,6 @@ import contextlib
 import gzip
 import os
 import shutil
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from aiohttp import web
 
 from gateway import links, nginx_conf
 from node.devnet.state import free_ports
-from node.procs import group_alive, poll_until, tail
+from node.procs import poll_until, stop_group, tail
 from tests.unit.samples import CID
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -224,22 +223,9 @@ async def front(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Front
 
 
 async def stop_nginx(proc: asyncio.subprocess.Process) -> None:
-    """TERM (nginx's fast shutdown), a bounded wait, then KILL for the whole group."""
-    pgid = proc.pid
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            await proc.wait()
-
-    async def group_gone() -> bool:
-        return not group_alive(pgid)
-
-    await poll_until(group_gone, timeout=10, what="nginx workers to exit", interval=0.05)
+    """The whole group (master and workers): TERM, a bounded wait, then KILL."""
+    await stop_group(proc.pid, name="nginx", term_timeout=10)
+    await proc.wait()
 
 
 async def get(
