@@ -42,7 +42,7 @@ from mirror.metrics import MirrorMetrics
 from mirror.playlists import compose_day, compose_live
 from mirror.store import DAY_PLAYLIST, INDEX, CameraIndex, Store, StoredSegment
 from node import announce
-from node.announce import FIELDS, Announcement
+from node.announce import Announcement
 from node.catalog import Catalog
 from node.errors import DaemonError
 from node.kubo import KuboClient
@@ -104,15 +104,6 @@ class FetchError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-def announcement_from_document(doc: dict[str, Any]) -> Announcement:
-    """Rebuild the signed announcement a catalog document was made from (KeyError/ValueError if not)."""
-    fields = {name: doc[name] for name in FIELDS}
-    start = fields["start"]
-    if isinstance(start, datetime):
-        fields["start"] = announce.format_start(start if start.tzinfo else start.replace(tzinfo=UTC))
-    return Announcement(**fields)
 
 
 @dataclass
@@ -558,7 +549,7 @@ class Mirror:
     def _repair_work(self, doc: dict[str, Any]) -> Work | None:
         """A catalog document verified like a pubsub message (the catalog is not trusted either)."""
         try:
-            data = announce.encode(announcement_from_document(doc))
+            data = announce.encode(announce.from_document(doc))
         except (KeyError, TypeError, ValueError) as exc:
             self.reject(Rejected("schema", f"catalog document: {exc}"), source="catalog")
             return None

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,20 @@ def unb64url(text: str) -> bytes:
     if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise ValueError("invalid base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def from_document(doc: Mapping[str, Any]) -> Announcement:
+    """The signed announcement a catalog segment document was made from.
+
+    The catalog keeps every announcement field (``start`` as a datetime); the
+    result verifies with :func:`decode` exactly when the document is unaltered.
+    KeyError or TypeError when a field is missing or of the wrong kind.
+    """
+    fields = {name: doc[name] for name in FIELDS}
+    start = fields["start"]
+    if isinstance(start, datetime):
+        fields["start"] = format_start(start if start.tzinfo else start.replace(tzinfo=UTC))
+    return Announcement(**fields)
 
 
 def format_start(moment: datetime) -> str:

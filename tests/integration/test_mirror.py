@@ -24,7 +24,6 @@ import pytest
 import pytest_asyncio
 
 from node import announce, keys
-from node.announce import Announcement
 from node.catalog import Catalog
 from node.devnet import network
 from node.kubo import KuboClient
@@ -376,10 +375,7 @@ async def test_hostile_messages_are_rejected_and_counted(net: Net) -> None:
     await poll_until(mirrored_three, timeout=60, what="three mirrored segments")
     docs = await catalog_docs(net, factory, device)
     latest = docs[-3]
-    real = Announcement(
-        **{name: latest[name] for name in announce.FIELDS if name != "start"},
-        start=announce.format_start(latest["start"]),
-    )
+    real = announce.from_document(latest)
     assert announce.encode(real)  # the catalog's copy of a real, signed announcement
     fresh = replace(real, seq=latest["seq"] + 5000, filename="000000-9999999999.ts")
     cases = {

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from mirror.config import load_config
-from mirror.service import Work, WorkQueue, announcement_from_document
+from mirror.service import Work, WorkQueue
 from node import announce
-from node.announce import AnnouncementError
+from node.announce import AnnouncementError, from_document
 from node.config import ConfigError
 from node.devnet.configs import mirror_config
 from tests.unit.samples import TRUSTED, draft, load_text, signed
@@ -50,7 +50,7 @@ def catalog_doc(start: datetime = START, **changes: Any) -> dict[str, Any]:
 )
 def test_document_rebuilds_the_signed_announcement(start: datetime) -> None:
     original = announce.decode(signed(), TRUSTED)
-    rebuilt = announcement_from_document(catalog_doc(start))
+    rebuilt = from_document(catalog_doc(start))
     assert rebuilt == original
     assert announce.decode(announce.encode(rebuilt), TRUSTED) == original
 
@@ -60,18 +60,18 @@ def test_document_missing_a_field_is_refused() -> None:
         doc = catalog_doc()
         del doc[name]
         with pytest.raises(KeyError, match=name):
-            announcement_from_document(doc)
+            from_document(doc)
 
 
 def test_document_with_altered_cid_fails_verification() -> None:
-    rebuilt = announcement_from_document(catalog_doc(cid=OTHER_CID))
+    rebuilt = from_document(catalog_doc(cid=OTHER_CID))
     with pytest.raises(AnnouncementError) as info:
         announce.decode(announce.encode(rebuilt), TRUSTED)
     assert info.value.reason == "bad_signature"
 
 
 def test_document_with_shifted_start_fails_verification() -> None:
-    rebuilt = announcement_from_document(catalog_doc(START + timedelta(milliseconds=1)))
+    rebuilt = from_document(catalog_doc(START + timedelta(milliseconds=1)))
     with pytest.raises(AnnouncementError) as info:
         announce.decode(announce.encode(rebuilt), TRUSTED)
     assert info.value.reason == "bad_signature"

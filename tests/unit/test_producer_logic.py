@@ -113,8 +113,7 @@ def test_announcement_and_catalog_document_agree() -> None:
     assert doc["start"] == START and doc["end"] == START + timedelta(seconds=2)
     assert (doc["codec"], doc["width"], doc["sig"], doc["created_at"]) == ("h264", 960, signed.sig, created)
     # A mirror can rebuild the signed announcement from the catalog document alone.
-    fields = {k: doc[k] for k in announce.FIELDS if k not in ("start", "sig")}
-    rebuilt = announce.Announcement(**fields, start=announce.format_start(doc["start"]), sig=doc["sig"])
+    rebuilt = announce.from_document(doc)
     assert announce.decode(announce.encode(rebuilt), {producer: key.public_key()}) == decoded
 
 
