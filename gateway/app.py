@@ -37,7 +37,7 @@ from gateway.config import GatewayConfig
 from gateway.media import BadRequest, day_bounds, overlapping, parse_day, parse_range, relink, timeline
 from gateway.users import User, UserStore
 from mirror.playlists import PlaylistSegment, compose_vod
-from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST
+from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST, StoredSegment
 from node.announce import NAME, format_start
 from node.catalog import Catalog
 from node.errors import DaemonError
@@ -122,12 +122,12 @@ class DayIndex:
             chunk = handle.read(st.st_size - self.offset)
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being appended waits
         self.offset += len(complete)
-        for line in complete.splitlines():
+        for line in complete.decode("utf-8", "replace").splitlines():
             try:
-                entry = json.loads(line)
-                self.cids[str(entry["filename"])] = str(entry["cid"])
-            except (ValueError, KeyError, TypeError):
+                segment = StoredSegment.from_line(line)
+            except (ValueError, KeyError, TypeError):  # as Store.read_day: a bad line is skipped
                 continue
+            self.cids[segment.filename] = segment.cid
 
 
 @dataclass

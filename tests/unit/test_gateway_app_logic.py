@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.app import Attempts, DayIndex, load_or_create_secret
+from mirror.store import StoredSegment
 
 
 def line(filename: str, cid: str) -> str:
-    return json.dumps({"filename": filename, "cid": cid}) + "\n"
+    """One line of a mirror store's day index."""
+    start = datetime(2026, 11, 21, 8, tzinfo=UTC)
+    return StoredSegment("factory1", "cam1", 1, "20261121T080000Z", cid, filename, start, 2.0, 100).to_line()
 
 
 def test_day_index_reads_only_complete_appended_lines(tmp_path: Path) -> None:
@@ -20,11 +23,12 @@ def test_day_index_reads_only_complete_appended_lines(tmp_path: Path) -> None:
     index = DayIndex(path)
     index.refresh()
     assert index.cids == {}
-    path.write_text(line("a.ts", "cid-a") + '{"filename": "b.ts", "ci')  # b is still being appended
+    b = line("b.ts", "cid-b")
+    path.write_text(line("a.ts", "cid-a") + b[:30])  # b is still being appended
     index.refresh()
     assert index.cids == {"a.ts": "cid-a"}
     with open(path, "a") as handle:
-        handle.write('d": "cid-b"}\n' + "not json\n" + line("c.ts", "cid-c"))
+        handle.write(b[30:] + "not json\n" + line("c.ts", "cid-c"))
     index.refresh()
     assert index.cids == {"a.ts": "cid-a", "b.ts": "cid-b", "c.ts": "cid-c"}
 
