@@ -8,10 +8,13 @@ DEMO_DIR ?= $(CAMSWARM_STATE)/demo
 MIRRORS ?= 2
 CAMERAS ?= 2
 
-.PHONY: deps check lint typecheck test test-unit test-integration demo demo-down clean
+.PHONY: deps deps-test check lint typecheck test test-unit test-integration demo demo-down clean
 
 deps:
 	@VENV=$(VENV) bash tools/deps.sh
+
+deps-test:
+	@VENV=$(VENV) bash tools/deps.sh --test
 
 lint: deps
 	$(BIN)/ruff check .
@@ -28,7 +31,7 @@ test-unit: deps
 test-integration: deps
 	$(BIN)/pytest -m integration tests/integration
 
-test: check
+test: deps-test check
 	$(BIN)/pytest tests
 
 demo: deps

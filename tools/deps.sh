@@ -30,6 +30,9 @@ APT_PACKAGES=(
     python3-gi gir1.2-gst-rtsp-server-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 )
+# `--test` (make test) adds what only the test suite uses: Debian's Chromium for the browser test,
+# driven by playwright-core from gateway/web's devDependencies.
+[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"

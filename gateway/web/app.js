@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 86400000;
-const state = { csrf: "", camera: null, hls: null, mode: "", dayStart: 0, fragments: [] };
+const state = { csrf: "", camera: null, hls: null, mode: "", dayStart: 0, spans: [], view: null, fragments: [] };
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -62,15 +62,27 @@ $("logout").addEventListener("click", async () => {
   try { await api("/api/logout", { method: "POST" }); } finally { location.reload(); }
 });
 
+// The camera list is refreshed in the background: a camera appears once it has recorded,
+// and its live/offline badge follows the catalog. Sooner while the list is still empty.
+let camerasTimer = null;
 async function loadCameras() {
-  const { cameras } = await (await api("/api/cameras")).json();
+  clearTimeout(camerasTimer);
+  let cameras = [];
+  try {
+    cameras = (await (await api("/api/cameras")).json()).cameras;
+  } catch (error) {
+    if (error.status === 401) { location.reload(); return; }
+    showError(`cameras: ${error.message}`);
+  }
   const list = $("cameras");
   list.replaceChildren();
   for (const camera of cameras) {
     const item = document.createElement("li");
     const button = document.createElement("button");
-    button.textContent = `${camera.factory}/${camera.device}`;
-    button.dataset.camera = `${camera.factory}/${camera.device}`;
+    const name = `${camera.factory}/${camera.device}`;
+    button.textContent = name;
+    button.dataset.camera = name;
+    button.classList.toggle("selected", state.camera !== null && name === base());
     const badge = document.createElement("span");
     badge.className = "state";
     badge.textContent = camera.live ? "live" : "offline";
@@ -81,6 +93,7 @@ async function loadCameras() {
   }
   if (cameras.length && !state.camera) selectCamera(cameras[0]);
   if (!cameras.length) $("title").textContent = "No camera you may watch has recorded yet";
+  camerasTimer = setTimeout(loadCameras, cameras.length ? 15000 : 2000);
 }
 
 function selectCamera(camera) {
@@ -96,25 +109,46 @@ function selectCamera(camera) {
 
 function base() { return `${state.camera.factory}/${state.camera.device}`; }
 
-function play(url, mode, onReady) {
+// Play an HLS URL. `startAt(fragments)`, when given, picks the starting position (seconds) from the
+// playlist's fragments once it has loaded; loading waits for it, so hls.js does not start at the
+// live edge of an EVENT playlist and jump there afterwards.
+function play(url, mode, startAt) {
   showError("");
   state.mode = mode;
   $("mode").textContent = mode;
   const video = $("video");
   if (state.hls) { state.hls.destroy(); state.hls = null; }
   if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls({ liveSyncDurationCount: 2 });
+    const hls = new Hls({ liveSyncDurationCount: 2, autoStartLoad: !startAt });
     state.hls = hls;
+    let started = !startAt;
     hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
       state.fragments = data.details.fragments.map((f) => ({ start: f.start, duration: f.duration, pdt: f.programDateTime }));
-      if (onReady) { const ready = onReady; onReady = null; ready(); }
+      if (!started) {
+        started = true;
+        const position = startAt(state.fragments);
+        hls.startLoad(position === null ? -1 : position);
+      }
     });
-    hls.on(Hls.Events.ERROR, (_, data) => { if (data.fatal) showError(`playback: ${data.details}`); });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (!data.fatal) return;  // hls.js recovers from those itself
+      if (mode === "live" && data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        // A camera that just appeared may have no live playlist at this mirror yet, or a gateway
+        // is restarting: keep trying, as a monitoring wall would.
+        $("mode").textContent = `live: ${data.details}, retrying`;
+        setTimeout(() => { if (state.hls === hls) play(url, mode, startAt); }, 2000);
+        return;
+      }
+      showError(`playback: ${data.details}`);
+    });
     hls.loadSource(url);
     hls.attachMedia(video);
   } else {
-    video.src = url;  // Safari plays HLS natively
-    if (onReady) video.addEventListener("loadedmetadata", onReady, { once: true });
+    video.src = url;  // Safari plays HLS natively; PROGRAM-DATE-TIME is not exposed there
+    if (startAt) video.addEventListener("loadedmetadata", () => {
+      const position = startAt([]);
+      if (position !== null) video.currentTime = position;
+    }, { once: true });
   }
   video.play().catch(() => { /* autoplay may need a click; the controls are there */ });
 }
@@ -124,16 +158,57 @@ function goLive() {
   play(`/live/${base()}.m3u8`, "live");
 }
 
-// Seek back within a day: the day playlist, then the fragment holding that wall-clock time.
+// Seek back within a day: the day playlist, from the fragment holding that wall-clock time
+// (the first recorded one when the time is before it).
 function seekTo(ms) {
   const day = utcDay(ms);
   $("day").value = day;
-  play(`/live/${base()}/day.m3u8?day=${day}`, `day ${day}, from ${new Date(ms).toISOString().slice(11, 19)} UTC`, () => {
-    const fragments = state.fragments.filter((f) => f.pdt);
-    const hit = fragments.find((f) => ms < f.pdt + f.duration * 1000) || fragments[fragments.length - 1];
-    if (!hit) return;
-    $("video").currentTime = hit.start + Math.max(0, (ms - hit.pdt) / 1000);
+  play(`/live/${base()}/day.m3u8?day=${day}`, `day ${day}, from ${new Date(ms).toISOString().slice(11, 19)} UTC`, (fragments) => {
+    const dated = fragments.filter((f) => f.pdt);
+    const hit = dated.find((f) => ms < f.pdt + f.duration * 1000) || dated[dated.length - 1];
+    return hit ? hit.start + Math.max(0, Math.min(hit.duration, (ms - hit.pdt) / 1000)) : null;
   });
+}
+
+// The timeline shows a window of the chosen day: all of it, or the last hour or ten minutes of what
+// has been recorded (ending now for today), so that recent footage is wide enough to click.
+function timelineView() {
+  const zoom = Number($("zoom").value) || DAY_MS;
+  const dayEnd = state.dayStart + DAY_MS;
+  if (zoom >= DAY_MS) return { from: state.dayStart, to: dayEnd };
+  const lastEnd = state.spans.length ? Date.parse(state.spans[state.spans.length - 1].end) : state.dayStart;
+  const recent = utcDay(Date.now()) === utcDay(state.dayStart) ? Date.now() : lastEnd;
+  const to = Math.min(dayEnd, Math.max(state.dayStart + zoom, recent));
+  return { from: to - zoom, to };
+}
+
+function clock(ms, seconds) { return new Date(ms).toISOString().slice(11, seconds ? 19 : 16); }
+
+function drawTimeline() {
+  const view = timelineView();
+  state.view = view;
+  const width = view.to - view.from;
+  const bar = $("timeline-bar");
+  bar.replaceChildren();
+  for (const span of state.spans) {
+    const from = Math.max(0, (Date.parse(span.start) - view.from) / width);
+    const to = Math.min(1, (Date.parse(span.end) - view.from) / width);
+    if (to <= 0 || from >= 1) continue;
+    const piece = document.createElement("span");
+    piece.style.left = `${(from * 100).toFixed(3)}%`;
+    piece.style.width = `${Math.max(0.05, (to - from) * 100).toFixed(3)}%`;
+    piece.title = `${span.start} - ${span.end}`;
+    bar.append(piece);
+  }
+  const labels = $("timeline-labels");
+  labels.replaceChildren();
+  for (let i = 0; i <= 4; i++) {
+    const label = document.createElement("span");
+    const at = view.from + (i * width) / 4;
+    label.textContent = width >= DAY_MS && i === 4 ? "24:00" : clock(at, width < 3600000);
+    if (i === 4) label.textContent += " UTC";
+    labels.append(label);
+  }
 }
 
 async function loadTimeline() {
@@ -142,40 +217,37 @@ async function loadTimeline() {
   try {
     const timeline = await (await api(`/api/timeline/${base()}?day=${day}`)).json();
     state.dayStart = Date.parse(`${timeline.day}T00:00:00Z`);
-    const bar = $("timeline-bar");
-    bar.replaceChildren();
-    for (const span of timeline.spans) {
-      const piece = document.createElement("span");
-      const from = (Date.parse(span.start) - state.dayStart) / DAY_MS;
-      const to = (Date.parse(span.end) - state.dayStart) / DAY_MS;
-      piece.style.left = `${(from * 100).toFixed(3)}%`;
-      piece.style.width = `${Math.max(0.05, (to - from) * 100).toFixed(3)}%`;
-      piece.title = `${span.start} - ${span.end}`;
-      bar.append(piece);
-    }
+    state.spans = timeline.spans;
+    drawTimeline();
   } catch (error) {
     showError(`timeline: ${error.message}`);
   }
 }
 
 $("timeline").addEventListener("click", (event) => {
-  if (!state.camera) return;
+  if (!state.camera || !state.view) return;
   const box = $("timeline").getBoundingClientRect();
   const fraction = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
-  seekTo(state.dayStart + fraction * DAY_MS);
+  const ms = state.view.from + fraction * (state.view.to - state.view.from);
+  if (ms > Date.now() - 5000) goLive();  // nothing recorded after now: the live edge is the closest
+  else seekTo(ms);
 });
 
 $("day").addEventListener("change", loadTimeline);
+$("zoom").addEventListener("change", drawTimeline);
 $("go-live").addEventListener("click", goLive);
 
 setInterval(() => {  // the cursor shows where the picture is, in wall-clock time
   const video = $("video");
   const fragment = state.fragments.find((f) => f.pdt && video.currentTime < f.start + f.duration);
-  if (!fragment || !state.dayStart) return;
+  if (!fragment || !state.view) return;
   const ms = fragment.pdt + (video.currentTime - fragment.start) * 1000;
-  $("timeline-cursor").style.left = `${(((ms - state.dayStart) / DAY_MS) * 100).toFixed(3)}%`;
+  const at = (ms - state.view.from) / (state.view.to - state.view.from);
+  $("timeline-cursor").hidden = at < 0 || at > 1;
+  $("timeline-cursor").style.left = `${(Math.min(1, Math.max(0, at)) * 100).toFixed(3)}%`;
 }, 500);
-setInterval(() => { if (state.camera && state.mode === "live") loadTimeline(); }, 30000);
+// Today's timeline grows while the camera records (the zoomed windows slide with it).
+setInterval(() => { if (state.camera && $("day").value === utcDay(Date.now())) loadTimeline(); }, 10000);
 
 function rangeQuery() {
   const start = $("start").value, end = $("end").value;

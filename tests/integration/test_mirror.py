@@ -324,7 +324,9 @@ async def test_mirror_offline_two_minutes_catches_up(net: Net) -> None:
 
 async def _no_holes(net: Net, mirror: str) -> bool:
     report = await health(net, mirror)
-    return all(report["cameras"][f"{factory}/{device}"]["missing_below_highest"] == 0 for factory, device in CAMERAS)
+    return all(
+        report["cameras"][f"{factory}/{device}"]["missing_below_highest"] == 0 for factory, device in CAMERAS
+    )
 
 
 async def test_withheld_announcements_are_repaired_from_the_catalog(net: Net) -> None:
