@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -99,15 +100,24 @@ def load_or_create_secret(path: Path) -> str:
 
 
 class DayIndex:
-    """filename -> CID of one store day, read incrementally as the mirror appends to it."""
+    """filename -> CID of one store day, read incrementally as the mirror appends to it.
+
+    Playlists are composed in worker threads, so refreshes are serialized: two threads reading
+    from the same offset would both advance it and skip lines (seen under 200 polling clients).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
         self.inode = -1
         self.cids: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def refresh(self) -> None:
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             st = self.path.stat()
         except FileNotFoundError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +48,26 @@ def test_day_index_starts_over_when_the_file_is_replaced(tmp_path: Path) -> None
     path.unlink()
     index.refresh()
     assert index.cids == {}
+
+
+def test_day_index_refreshed_from_many_threads_at_once_keeps_its_place(tmp_path: Path) -> None:
+    """Playlists are composed in worker threads: concurrent refreshes must not skip lines."""
+    path = tmp_path / "segments.jsonl"
+    index = DayIndex(path)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for round_ in range(20):
+            with open(path, "a") as handle:
+                handle.write("".join(line(f"{round_}-{n}.ts", f"cid-{round_}-{n}") for n in range(200)))
+            start = threading.Barrier(16)
+
+            def refresh() -> None:
+                start.wait()
+                index.refresh()
+
+            for future in [pool.submit(refresh) for _ in range(16)]:
+                future.result()
+            assert index.offset == path.stat().st_size
+            assert len(index.cids) == 200 * (round_ + 1)
 
 
 def test_attempts_block_after_the_limit_and_forget_after_the_window() -> None:
