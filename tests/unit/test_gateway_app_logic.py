@@ -60,11 +60,11 @@ def test_day_index_refreshed_from_many_threads_at_once_keeps_its_place(tmp_path:
                 handle.write("".join(line(f"{round_}-{n}.ts", f"cid-{round_}-{n}") for n in range(200)))
             start = threading.Barrier(16)
 
-            def refresh() -> None:
-                start.wait()
+            def refresh(barrier: threading.Barrier) -> None:
+                barrier.wait()
                 index.refresh()
 
-            for future in [pool.submit(refresh) for _ in range(16)]:
+            for future in [pool.submit(refresh, start) for _ in range(16)]:
                 future.result()
             assert index.offset == path.stat().st_size
             assert len(index.cids) == 200 * (round_ + 1)
