@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +97,26 @@ def load_or_create_secret(path: Path) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{32,128}", text):
         raise ValueError(f"{path} does not hold a link secret (32..128 base64url characters)")
     return text
+
+
+ONE_DAY = timedelta(days=1)
+
+
+def compose_replay(
+    factory: str, device: str, docs: Sequence[Mapping[str, Any]], *, secret: str, expires: int
+) -> str:
+    """The VOD playlist of catalog ``docs`` (seq order), each segment a link valid until ``expires``."""
+    signer = links.Signer(factory, device, secret=secret, expires=expires)
+    day, day_end = "", datetime.min.replace(tzinfo=UTC)
+    segments = []
+    for d in docs:
+        start = d["start"]
+        if not day or start >= day_end or start < day_end - ONE_DAY:  # a new UTC day: rarely
+            day = day_name(start)
+            day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + ONE_DAY
+        uri = signer.url(day, d["filename"], d["cid"])
+        segments.append(PlaylistSegment(d["seq"], d["session"], uri, start, float(d["duration"])))
+    return compose_vod(segments)
 
 
 class DayIndex:
@@ -381,18 +401,9 @@ class Gateway:
         _, factory, device = await self.require_camera(request)
         chosen = await self._range_docs(request, factory, device)
         span = (chosen[-1]["end"] - chosen[0]["start"]).total_seconds()
-        ttl = span + self.config.node.replay_link_slack_s
-        segments = [
-            PlaylistSegment(
-                seq=d["seq"],
-                session=d["session"],
-                uri=self._link(factory, device, day_name(d["start"]), d["filename"], d["cid"], ttl),
-                start=d["start"],
-                duration=float(d["duration"]),
-            )
-            for d in chosen
-        ]
-        return _playlist(compose_vod(segments), max_age=30)
+        expires = int(self.clock() + span + self.config.node.replay_link_slack_s)
+        text = compose_replay(factory, device, chosen, secret=self.secret, expires=expires)
+        return _playlist(text, max_age=30)
 
     async def _range_docs(self, request: web.Request, factory: str, device: str) -> list[Any]:
         try:

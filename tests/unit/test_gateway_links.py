@@ -132,6 +132,45 @@ def test_signed_url_refuses(kwargs: dict[str, object], message: str) -> None:
         links.signed_url(**{**args, **kwargs})  # type: ignore[arg-type]
 
 
+def test_signer_gives_exactly_what_signed_url_gives() -> None:
+    secret = links.new_secret()
+    signer = links.Signer("factory1", "cam.1", secret=secret, expires=1_900_000_000)
+    for day, filename in (("2026-11-21", "120000-0000000001.ts"), ("2026-11-22", "000002-0000043201.ts")):
+        path = links.media_path("factory1", "cam.1", day, filename)
+        assert signer.url(day, filename, CID) == links.signed_url(
+            path, CID, secret=secret, expires=1_900_000_000
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("2026-02-30", "a.ts", CID), "day"),
+        (("2026-11-21", "../a.ts", CID), "file name"),
+        (("2026-11-21", "a.ts", "Qm/../x"), "cid"),
+        (("2026-11-21", "a.ts", ""), "cid"),
+    ],
+)
+def test_signer_refuses_bad_parts(args: tuple[str, str, str], message: str) -> None:
+    signer = links.Signer("factory1", "cam1", secret="s" * 43, expires=1_900_000_000)
+    with pytest.raises(ValueError, match=message):
+        signer.url(*args)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"factory": "..", "device": "cam1", "secret": "s", "expires": 1},
+        {"factory": "f", "device": "a/b", "secret": "s", "expires": 1},
+        {"factory": "f", "device": "d", "secret": "", "expires": 1},
+        {"factory": "f", "device": "d", "secret": "s", "expires": 0},
+    ],
+)
+def test_signer_refuses_bad_camera_secret_or_expiry(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"name|secret|expires"):
+        links.Signer(**kwargs)  # type: ignore[arg-type]
+
+
 def test_new_secret_is_accepted_by_render() -> None:
     secret = links.new_secret()
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", secret)

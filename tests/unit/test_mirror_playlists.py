@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from mirror.playlists import (
     LiveState,
     PlaylistSegment,
+    _playlist,
     compose_day,
     compose_live,
+    compose_vod,
+    in_seq_order,
     rounded,
     target_duration,
 )
@@ -135,3 +138,40 @@ def test_live_waits_for_a_late_segment_then_skips_it() -> None:
 def test_live_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         compose_live([], window=0)
+
+
+def _through_the_model(segments: list[PlaylistSegment], playlist_type: str, ended: bool) -> str:
+    """The same whole playlist written by m3u8's model (what the fast writer replaced)."""
+    playlist = _playlist(in_seq_order(segments), media_sequence=0, discontinuity_sequence=0)
+    playlist.playlist_type = playlist_type
+    playlist.is_endlist = ended
+    text: str = playlist.dumps()
+    return text
+
+
+def _meaning(text: str) -> tuple[object, ...]:
+    playlist = parsed(text)
+    return (
+        playlist.version,
+        playlist.target_duration,
+        playlist.media_sequence or 0,
+        playlist.playlist_type,
+        playlist.is_endlist,
+        playlist.is_independent_segments,
+        [(s.uri, s.duration, s.program_date_time, bool(s.discontinuity)) for s in playlist.segments],
+    )
+
+
+@given(
+    st.lists(st.floats(min_value=0.2, max_value=12.0), min_size=0, max_size=30),
+    st.lists(st.integers(0, 2), min_size=30, max_size=30),
+    st.sets(st.integers(0, 29)),
+    st.booleans(),
+)
+@settings(max_examples=80, deadline=None)
+def test_whole_playlists_mean_what_the_m3u8_model_writes(
+    lengths: list[float], sessions: list[int], gaps: set[int], ended: bool
+) -> None:
+    segs = timeline(lengths, sessions=sessions[: len(lengths)], gaps=gaps)
+    assert _meaning(compose_day(segs, ended=ended)) == _meaning(_through_the_model(segs, "event", ended))
+    assert _meaning(compose_vod(segs)) == _meaning(_through_the_model(segs, "vod", True))
