@@ -8,13 +8,16 @@ DEMO_DIR ?= $(CAMSWARM_STATE)/demo
 MIRRORS ?= 2
 CAMERAS ?= 2
 
-.PHONY: deps deps-test check lint typecheck test test-unit test-integration demo demo-down clean
+.PHONY: deps deps-test bench-deps check lint typecheck test test-unit test-integration demo demo-down clean
 
 deps:
 	@VENV=$(VENV) bash tools/deps.sh
 
 deps-test:
 	@VENV=$(VENV) bash tools/deps.sh --test
+
+bench-deps:
+	@VENV=$(VENV) bash tools/deps.sh --bench
 
 lint: deps
 	$(BIN)/ruff check .

@@ -32,7 +32,13 @@ APT_PACKAGES=(
 )
 # `--test` (make test) adds what only the test suite uses: Debian's Chromium for the browser test,
 # driven by playwright-core from gateway/web's devDependencies.
-[ "${1:-}" = "--test" ] && APT_PACKAGES+=(chromium)
+# `--bench` (make bench-deps) adds wrk, the load generator of bench/gateway_bench.py.
+case "${1:-}" in
+    --test) APT_PACKAGES+=(chromium) ;;
+    --bench) APT_PACKAGES+=(wrk) ;;
+    "") ;;
+    *) die "unknown option ${1} (use --test or --bench)" ;;
+esac
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"

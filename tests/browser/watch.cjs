@@ -25,8 +25,9 @@ function options(argv) {
   return wanted;
 }
 
-function report(step, fields = {}) {
-  process.stdout.write(JSON.stringify({ step, ...fields }) + "\n");
+const began = Date.now();
+function report(step, fields = {}) {  // t: seconds since the driver started
+  process.stdout.write(JSON.stringify({ step, t: (Date.now() - began) / 1000, ...fields }) + "\n");
 }
 
 // Poll `check` (async, returns a truthy value when satisfied) until it holds or the deadline passes.
