@@ -173,3 +173,20 @@ def decode_pubsub_message(obj: Any) -> PubsubMessage:
     seqno = multibase_decode(raw_seqno) if raw_seqno else b""
     topics = tuple(multibase_decode(t).decode("utf-8") for t in raw_topics if isinstance(t, str))
     return PubsubMessage(sender=sender, data=data, seqno=seqno, topics=topics)
+
+
+def cid_bytes(text: str) -> bytes:
+    """The binary CIDv1 of a valid CID string, whatever its text encoding.
+
+    A CIDv0 (``Qm...``) becomes its CIDv1 dag-pb form, so the same content always
+    gives the same bytes (what integrity roots are computed over).
+    """
+    cid = parse_cid(text)
+    if len(cid) == 46 and cid.startswith("Qm"):
+        return b"\x01\x70" + _b58decode(cid)
+    prefix, body = cid[0], cid[1:]
+    if prefix == "b":
+        return base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+    if prefix == "z":
+        return _b58decode(body)
+    return _b36decode(body)
