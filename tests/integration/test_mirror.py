@@ -403,13 +403,22 @@ async def test_hostile_messages_are_rejected_and_counted(net: Net) -> None:
     files_before = {mirror: sorted(p.name for p in net.store(mirror).rglob("*")) for mirror in MIRRORS}
     for payload in cases.values():
         await publish(net, payload)
+    last_sent = time.monotonic()
 
     async def all_counted() -> bool:
+        nonlocal last_sent
+        missing = set()
         for mirror in MIRRORS:
             now = (await health(net, mirror))["rejects"]
-            if any(now[reason] - before[mirror][reason] < 1 for reason in cases):
-                return False
-        return True
+            missing |= {reason for reason in cases if now[reason] - before[mirror][reason] < 1}
+        if missing and time.monotonic() - last_sent > 3:
+            # Kubo pubsub now and then drops a message for one subscriber (docs/benchmarks.md, Mirror);
+            # the mirror repairs real segments from the catalog, but a rejected message has no
+            # repair, so a lost one is sent again. Counting only needs each reason at least once.
+            for reason in missing:
+                await publish(net, cases[reason])
+            last_sent = time.monotonic()
+        return not missing
 
     try:
         await poll_until(all_counted, timeout=20, what="both mirrors to count every rejection", interval=0.2)
