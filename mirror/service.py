@@ -191,8 +191,13 @@ class Mirror:
         for factory, device in cameras:
             index = await asyncio.to_thread(self.store.load_camera, factory, device, keep_recent=KEEP_RECENT)
             self.cameras[(factory, device)] = CameraRuntime(index)
-            # Playlists are derived: redo the newest days and any day whose index is newer.
-            for day in list(index.days)[-2:] + await asyncio.to_thread(self._stale_days, index):
+            # Playlists are derived: redo the newest days and any day whose index is newer. A day
+            # whose playlist was written after the day ended already carries ENDLIST: housekeeping
+            # must not take it for unwritten and redo every finished day after each restart.
+            stale, finished = await asyncio.to_thread(self._day_playlist_states, index)
+            for day in finished:
+                self.day_writes[(factory, device, day)] = DayWrite(ended_written=True)
+            for day in list(index.days)[-2:] + stale:
                 self.mark_day(index, day)
         self.metrics.stored_bytes.set(sum(r.index.bytes for r in self.cameras.values()))
         log.info(
@@ -205,8 +210,10 @@ class Mirror:
             ),
         )
 
-    def _stale_days(self, index: CameraIndex) -> list[str]:
-        stale = []
+    def _day_playlist_states(self, index: CameraIndex) -> tuple[list[str], list[str]]:
+        """The days whose playlist is missing or older than their index, and those whose
+        (current) playlist was written once the day had ended."""
+        stale, finished = [], []
         for day in index.days:
             directory = index.root / day
             try:
@@ -214,10 +221,15 @@ class Mirror:
             except FileNotFoundError:
                 stale.append(day)
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                if (directory / INDEX).stat().st_mtime > playlist:
-                    stale.append(day)
-        return stale
+            try:
+                newer_index = (directory / INDEX).stat().st_mtime > playlist
+            except FileNotFoundError:
+                newer_index = False
+            if newer_index:
+                stale.append(day)
+            elif playlist >= self._day_end(day):
+                finished.append(day)
+        return stale, finished
 
     # --- subscription --------------------------------------------------------------------------
 
@@ -414,9 +426,14 @@ class Mirror:
         self.day_writes.setdefault((index.factory, index.device, day), DayWrite()).dirty = True
         self.day_wakeup.set()
 
-    def day_ended(self, day: str) -> bool:
+    @staticmethod
+    def _day_end(day: str) -> float:
+        """When a day's playlist gets ENDLIST (the UTC day's end plus a grace for late segments)."""
         end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1, seconds=DAY_END_GRACE_S)
-        return self.clock() >= end.timestamp()
+        return end.timestamp()
+
+    def day_ended(self, day: str) -> bool:
+        return self.clock() >= self._day_end(day)
 
     async def day_writer(self) -> None:
         while True:

@@ -5,6 +5,7 @@ No daemon is contacted: pinning is off and only store-side methods are called.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,3 +112,22 @@ async def test_load_marks_unwritten_day_playlists_for_rewrite(store_root: Path) 
     await m.load()
     dirty = {day for (_, _, day), write in m.day_writes.items() if write.dirty}
     assert dirty == set(DAYS)  # no day.m3u8 was ever written
+
+
+async def test_restart_does_not_redo_finished_day_playlists(store_root: Path) -> None:
+    """A day playlist written after its day ended (so with ENDLIST) is left alone after a restart."""
+    filled_store(store_root)
+    m = mirror(store_root)
+    await m.load()
+    for day in DAYS:
+        await m._write_day(("factory1", "cam1", day), DayWrite())
+    camera_dir = store_root / "factory1" / "cam1"
+    written = NOW.timestamp()
+    for day in DAYS:  # as if written at NOW: after every day but today had ended
+        os.utime(camera_dir / day / "segments.jsonl", (written - 60, written - 60))
+        os.utime(camera_dir / day / DAY_PLAYLIST, (written, written))
+    restarted = mirror(store_root)
+    await restarted.load()
+    await restarted.housekeeping()
+    dirty = {day for (_, _, day), write in restarted.day_writes.items() if write.dirty}
+    assert dirty == {"2026-11-20", "2026-11-21"}  # the newest two only (11-17 went by retention)
