@@ -145,9 +145,8 @@ class CameraIndex:
         if loaded is not None:
             loaded[segment.seq] = segment
         self.recent[segment.seq] = segment
-        if len(self.recent) > keep_recent:
-            newest = sorted(self.recent)[-keep_recent:]
-            self.recent = {seq: self.recent[seq] for seq in newest}
+        while len(self.recent) > keep_recent:  # one over at most: drop the oldest, no re-sort
+            del self.recent[min(self.recent)]
 
     def day_segments(self, day: str) -> dict[int, StoredSegment] | None:
         """The day's segments when loaded (see :meth:`Store.load_day`)."""
