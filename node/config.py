@@ -17,10 +17,13 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from node import announce
+
 T = TypeVar("T")
 
-# Shared value patterns: camera and factory names; a listen address.
-NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+# Shared value patterns: camera and factory names (the announcement schema's, one definition);
+# a listen address.
+NAME = announce.NAME.pattern
 HOSTPORT = r"127\.0\.0\.1:[0-9]{1,5}|\[::1\]:[0-9]{1,5}|localhost:[0-9]{1,5}|[0-9.]+:[0-9]{1,5}"
 
 

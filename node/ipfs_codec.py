@@ -119,20 +119,7 @@ def parse_cid(text: str) -> str:
         if raw[:2] != b"\x12\x20" or len(raw) != 34:
             raise BadCID(f"{cid!r} is not a sha2-256 CIDv0")
         return cid
-    prefix, body = cid[0], cid[1:]
-    try:
-        if prefix == "b":
-            raw = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
-        elif prefix == "z":
-            raw = _b58decode(body)
-        elif prefix == "k":
-            raw = _b36decode(body)
-        else:
-            raise BadCID(f"{cid!r}: unsupported CID encoding prefix {prefix!r}")
-    except (binascii.Error, ValueError) as exc:
-        if isinstance(exc, BadCID):
-            raise
-        raise BadCID(f"{cid!r}: {exc}") from exc
+    raw = _cid_v1_bytes(cid)
     version, pos = _read_varint(raw, 0)
     if version != 1:
         raise BadCID(f"{cid!r}: CID version {version} is not supported")
@@ -175,6 +162,23 @@ def decode_pubsub_message(obj: Any) -> PubsubMessage:
     return PubsubMessage(sender=sender, data=data, seqno=seqno, topics=topics)
 
 
+def _cid_v1_bytes(cid: str) -> bytes:
+    """The bytes of a CIDv1 string in base32, base58btc or base36 (not yet checked)."""
+    prefix, body = cid[0], cid[1:]
+    try:
+        if prefix == "b":
+            return base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+        if prefix == "z":
+            return _b58decode(body)
+        if prefix == "k":
+            return _b36decode(body)
+    except BadCID:
+        raise
+    except (binascii.Error, ValueError) as exc:
+        raise BadCID(f"{cid!r}: {exc}") from exc
+    raise BadCID(f"{cid!r}: unsupported CID encoding prefix {prefix!r}")
+
+
 def cid_bytes(text: str) -> bytes:
     """The binary CIDv1 of a valid CID string, whatever its text encoding.
 
@@ -184,9 +188,4 @@ def cid_bytes(text: str) -> bytes:
     cid = parse_cid(text)
     if len(cid) == 46 and cid.startswith("Qm"):
         return b"\x01\x70" + _b58decode(cid)
-    prefix, body = cid[0], cid[1:]
-    if prefix == "b":
-        return base64.b32decode(body.upper() + "=" * (-len(body) % 8))
-    if prefix == "z":
-        return _b58decode(body)
-    return _b36decode(body)
+    return _cid_v1_bytes(cid)
