@@ -361,22 +361,19 @@ class Gateway:
             index.refresh()
         return index.cids.get(filename)
 
-    def _link(self, factory: str, device: str, day: str, filename: str, cid: str, ttl: float) -> str:
-        path = links.media_path(factory, device, day, filename)
-        return links.signed_url(path, cid, secret=self.secret, expires=int(self.clock() + ttl))
-
     def _store_playlist(self, path: Path, factory: str, device: str, day: str | None) -> str:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise _error(404, f"nothing recorded here for {factory}/{device}") from None
-        ttl = self.config.node.live_link_ttl_s
+        expires = int(self.clock() + self.config.node.live_link_ttl_s)
+        signer = links.Signer(factory, device, secret=self.secret, expires=expires)
 
         def link(uri: str) -> str | None:
             where, _, filename = uri.rpartition("/")
             segment_day = day or where
             cid = self._cid(factory, device, segment_day, filename)
-            return None if cid is None else self._link(factory, device, segment_day, filename, cid, ttl)
+            return None if cid is None else signer.url(segment_day, filename, cid)
 
         return relink(text, link)
 

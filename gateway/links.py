@@ -110,8 +110,8 @@ class Signer:
         if not secret:
             raise ValueError("secret must not be empty")
         self._head = f"{PREFIX}{factory}/{device}/"
-        self._expires = str(expires)
-        self._tail = f" {secret}"
+        self._expires = expires
+        self._secret = secret
         self._days: set[str] = set()
 
     def url(self, day: str, filename: str, cid: str) -> str:
@@ -124,11 +124,7 @@ class Signer:
         if not self._CID.fullmatch(cid):
             raise ValueError(f"cid {cid!r} is not a CID")
         path = f"{self._head}{day}/{filename}"
-        digest = hashlib.md5(
-            f"{self._expires}{path}{cid}{self._tail}".encode(), usedforsecurity=False
-        ).digest()
-        token = base64.urlsafe_b64encode(digest)[:22].decode("ascii")
-        return f"{path}?cid={cid}&expires={self._expires}&md5={token}"
+        return f"{path}?cid={cid}&expires={self._expires}&md5={sign(path, cid, self._expires, self._secret)}"
 
 
 def _check_expires(expires: int) -> None:

@@ -111,6 +111,19 @@ def test_relink_stops_at_a_segment_it_cannot_link() -> None:
     assert [s.uri for s in linked.segments] == ["2026-11-21/4.ts", "2026-11-21/5.ts"]
 
 
+def test_relink_cut_takes_the_unlinked_segments_tags_and_keeps_the_header() -> None:
+    segments = _segments(4)
+    segments[2] = PlaylistSegment(2, "other-session", segments[2].uri, segments[2].start, 2.0)
+    text = compose_vod(segments)  # seq 2 starts a new session: a DISCONTINUITY before it
+    cut = relink(text, lambda uri: None if uri.endswith("2.ts") else uri)
+    assert "#EXT-X-DISCONTINUITY" in text and "#EXT-X-DISCONTINUITY" not in cut
+    playlist = m3u8.loads(cut)
+    assert [s.uri for s in playlist.segments] == [s.uri for s in segments[:2]]
+    assert playlist.is_endlist and playlist.target_duration == m3u8.loads(text).target_duration
+    nothing = m3u8.loads(relink(text, lambda uri: None))
+    assert nothing.segments == [] and nothing.version == 6 and nothing.playlist_type == "vod"
+
+
 def test_vod_playlist_is_finished_and_in_seq_order() -> None:
     segments = _segments(5)
     text = compose_vod(reversed(segments))
