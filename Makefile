@@ -31,7 +31,7 @@ check: lint typecheck
 test-unit: deps
 	$(BIN)/pytest -m unit tests/unit
 
-test-integration: deps
+test-integration: deps-test
 	$(BIN)/pytest -m integration tests/integration
 
 test: deps-test check

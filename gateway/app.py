@@ -14,6 +14,7 @@ JSON (a cross-site form cannot send that without a CORS preflight).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -287,6 +288,9 @@ class Gateway:
         await self.catalog.put_session(
             self._session_key(token), {"username": user.username, "csrf": csrf, "expires": expires}
         )
+        # An expired session is refused when read; its document goes here, at the next login.
+        with contextlib.suppress(DaemonError):
+            await self.catalog.delete_sessions_before(datetime.fromtimestamp(self.clock(), UTC))
         log.info("login", extra=kv(user=user.username, client=client))
         response = web.json_response(self._me(user, csrf))
         response.set_cookie(

@@ -61,3 +61,19 @@ async def test_unreachable_catalog_is_a_clear_error() -> None:
     async with Catalog(f"mongodb://127.0.0.1:{port}/", timeout=0.5) as catalog:
         with pytest.raises(CatalogUnavailable, match="unreachable"):
             await catalog.upsert_segment(_doc("cam1", 0))
+
+
+async def test_expired_sessions_are_purged(devnet: dict[str, Any]) -> None:
+    tag = os.urandom(4).hex()
+    now = datetime.now(UTC)
+    async with Catalog(devnet["catalog"], database="camswarm_test") as catalog:
+        await catalog.put_session(
+            f"old-{tag}", {"username": "a", "csrf": "x", "expires": now - timedelta(hours=1)}
+        )
+        await catalog.put_session(
+            f"new-{tag}", {"username": "b", "csrf": "y", "expires": now + timedelta(hours=1)}
+        )
+        assert await catalog.delete_sessions_before(now) >= 1
+        assert await catalog.get_session(f"old-{tag}") is None
+        assert (await catalog.get_session(f"new-{tag}") or {}).get("username") == "b"
+        await catalog.delete_session(f"new-{tag}")
