@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -28,7 +29,7 @@ from node.catalog import Catalog
 from node.devnet import network
 from node.kubo import KuboClient
 from node.procs import ConditionTimeout, poll_until
-from tests.unit.samples import CID, OTHER
+from tests.unit.samples import CID, OTHER, tamper
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -132,11 +133,6 @@ def producer_key(net: Net) -> Any:
     key, created = keys.load_or_create(Path(net.status["producer"]["state_dir"]) / "producer.key")
     assert not created
     return key
-
-
-def _altered(data: bytes, **changes: Any) -> bytes:
-    """A signed announcement with fields changed after signing, still compact JSON."""
-    return json.dumps({**json.loads(data), **changes}, separators=(",", ":")).encode()
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -260,9 +256,8 @@ async def test_day_playlist_marks_a_session_change(net: Net) -> None:
     """The camera drops out; the producer starts a new session: the day playlist says DISCONTINUITY there."""
     factory, device = CAMERAS[1]
     before = (await catalog_docs(net, factory, device))[-1]
-    await network.stop_process(net.dir, network.camera_process(net.dir, device), term_timeout=5.0)
-    await asyncio.sleep(6)  # the length of the outage, not a wait for a condition
-    await network.start_process(net.dir, network.camera_process(net.dir, device))
+    async with outage(net, network.camera_process(net.dir, device), term_timeout=5.0):
+        await asyncio.sleep(6)  # the length of the outage, not a wait for a condition
 
     async def new_session_mirrored() -> bool:
         docs = await catalog_docs(net, factory, device)
@@ -289,11 +284,12 @@ async def test_day_playlist_marks_a_session_change(net: Net) -> None:
 
 async def test_mirror_offline_two_minutes_catches_up(net: Net) -> None:
     """mirror2 stopped 2 minutes: within 60 s of its restart it holds every segment, in its playlists."""
-    await network.stop_process(net.dir, "mirror2")
-    await asyncio.sleep(OFFLINE_S)  # the length of the outage
-    through = {device: (await catalog_docs(net, factory, device))[-1]["seq"] for factory, device in CAMERAS}
-    began = time.monotonic()
-    await network.start_process(net.dir, "mirror2")
+    async with outage(net, "mirror2"):
+        await asyncio.sleep(OFFLINE_S)  # the length of the outage
+        through = {
+            device: (await catalog_docs(net, factory, device))[-1]["seq"] for factory, device in CAMERAS
+        }
+        began = time.monotonic()  # restarted on leaving the block
     await poll_until(
         partial(holds_catalog, net, "mirror2", through=through),
         timeout=CAUGHT_UP_S,
@@ -320,6 +316,17 @@ async def test_mirror_offline_two_minutes_catches_up(net: Net) -> None:
         what="mirror2 to have no seq holes below its highest segment",
     )
     print(f"\n[catch-up] mirror2 offline {OFFLINE_S:.0f} s: {repaired} segments repaired in {took:.1f} s")
+
+
+@asynccontextmanager
+async def outage(net: Net, process: str, *, term_timeout: float = 15.0) -> AsyncIterator[None]:
+    """``process`` is stopped for the block and started again however the block ends, so a
+    failing test leaves the module's devnet whole for the tests after it."""
+    await network.stop_process(net.dir, process, term_timeout=term_timeout)
+    try:
+        yield
+    finally:
+        await network.start_process(net.dir, process)
 
 
 async def _no_holes(net: Net, mirror: str) -> bool:
@@ -357,10 +364,11 @@ async def test_withheld_announcements_are_repaired_from_the_catalog(net: Net) ->
 
 async def test_mirror_kubo_outage_is_repaired(net: Net) -> None:
     """mirror1's own Kubo goes away for 15 s: subscription and fetches resume, nothing stays missing."""
-    await network.stop_process(net.dir, "kubo-mirror1")
-    await asyncio.sleep(15)  # the length of the outage
-    through = {device: (await catalog_docs(net, factory, device))[-1]["seq"] for factory, device in CAMERAS}
-    await network.start_process(net.dir, "kubo-mirror1")
+    async with outage(net, "kubo-mirror1"):
+        await asyncio.sleep(15)  # the length of the outage
+        through = {
+            device: (await catalog_docs(net, factory, device))[-1]["seq"] for factory, device in CAMERAS
+        }
     began = time.monotonic()
     await poll_until(
         partial(holds_catalog, net, "mirror1", through=through),
@@ -389,11 +397,14 @@ async def test_hostile_messages_are_rejected_and_counted(net: Net) -> None:
     docs = await catalog_docs(net, factory, device)
     latest = docs[-3]
     real = announce.from_document(latest)
-    assert announce.encode(real)  # the catalog's copy of a real, signed announcement
+    # the catalog's copy of a real announcement, which the producer's key verifies
+    assert (
+        announce.decode(announce.encode(real), {announce.key_id(key.public_key()): key.public_key()}) == real
+    )
     fresh = replace(real, seq=latest["seq"] + 5000, filename="000000-9999999999.ts")
     cases = {
         "unknown_producer": announce.encode(announce.sign(fresh, OTHER)),
-        "bad_signature": _altered(announce.encode(announce.sign(fresh, key)), cid=CID),
+        "bad_signature": tamper(announce.encode(announce.sign(fresh, key)), cid=CID),
         "bad_json": b'{"v": 1, "producer": ',
         "too_large": b'{"pad": "' + b"x" * 8000 + b'"}',
         "replay": announce.encode(real),

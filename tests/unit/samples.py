@@ -19,6 +19,7 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 TRUSTED = {announce.key_id(KEY.public_key()): KEY.public_key()}
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+OTHER_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # a second, different CID (v0)
 START_TEXT = "2026-11-21T06:27:05.120Z"
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from node import announce
 from node.announce import AnnouncementError
-from tests.unit.samples import CID, KEY, OTHER, TRUSTED, draft, signed, tamper
+from tests.unit.samples import CID, KEY, OTHER, OTHER_CID, TRUSTED, draft, signed, tamper
 
 
 def test_round_trip() -> None:
@@ -48,7 +48,7 @@ def test_canonical_bytes_are_sorted_and_compact() -> None:
         pytest.param(tamper(signed(), size=0), "schema", id="zero-size"),
         pytest.param(tamper(signed(), seq=42), "bad_signature", id="tampered-seq"),
         pytest.param(
-            tamper(signed(), cid="QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"),
+            tamper(signed(), cid=OTHER_CID),
             "bad_signature",
             id="tampered-cid",
         ),

@@ -12,10 +12,9 @@ import pytest
 
 from gateway import links, nginx_conf
 from node.config import ConfigError
-from tests.unit.samples import CID
+from tests.unit.samples import CID, OTHER_CID
 
 PATH = "/media/factory1/cam1/2026-11-21/120000-0000000001.ts"
-OTHER_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 SECRET = "s3cr3t-S3CR3T_0123456789abcdefghijklmn"
 NOW = 1_795_000_000
 

@@ -241,6 +241,7 @@ def test_corrupt_file_names_the_path_and_is_never_overwritten(
     with pytest.raises(UserError, match=reason) as info:
         UserStore(path, hasher=hasher)
     assert str(path) in str(info.value)
+    assert path.read_text() == text  # the operator's file is left as it was
 
 
 def test_errors_about_a_user_entry_never_show_the_hash(populated: UserStore, path: Path) -> None:

@@ -13,9 +13,8 @@ from mirror import admission
 from mirror.admission import REASONS, Limits, RejectCounter, Rejected
 from node import announce
 from node.announce import Announcement
-from tests.unit.samples import CID, KEY, OTHER, TRUSTED, draft, signed, tamper
+from tests.unit.samples import CID, KEY, OTHER, OTHER_CID, TRUSTED, draft, signed, tamper
 
-OTHER_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 START = datetime(2026, 11, 21, 6, 27, 5, 120000, tzinfo=UTC)
 NOW = START + timedelta(seconds=10)
 

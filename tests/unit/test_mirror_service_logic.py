@@ -16,9 +16,8 @@ from node import announce
 from node.announce import AnnouncementError, from_document
 from node.config import ConfigError
 from node.devnet.configs import mirror_config
-from tests.unit.samples import TRUSTED, draft, load_text, signed
+from tests.unit.samples import OTHER_CID, TRUSTED, draft, load_text, signed
 
-OTHER_CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 START = datetime(2026, 11, 21, 6, 27, 5, 120000, tzinfo=UTC)
 
 
