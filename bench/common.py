@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
+
+
+def log(text: str) -> None:
+    """Progress of a benchmark, on stderr (stdout carries its one JSON line)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -50,11 +50,11 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile, run_chosen
+from bench.common import log, percentile, run_chosen
 from gateway import links
 from gateway.app import compose_replay, load_or_create_secret
 from mirror.playlists import PlaylistSegment, _playlist, in_seq_order
-from node.devnet import network
+from node.devnet import network, probes
 from node.devnet.state import free_ports
 from node.layout import day_name
 from node.procs import poll_until, spawn, stop_group
@@ -63,10 +63,6 @@ FACTORY, DEVICE = "factory1", "cam1"
 CAMERA = f"{FACTORY}/{DEVICE}"
 SEGMENT_BYTES = 1 << 20
 BENCH_CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # --- wrk -------------------------------------------------------------------------------------------
@@ -169,9 +165,7 @@ http {{
 
 @asynccontextmanager
 async def static_nginx(media_root: Path, playlist: str) -> AsyncIterator[tuple[str, Path]]:
-    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if binary is None:
-        raise SystemExit("nginx is not installed: `make deps`")
+    binary = str(network.nginx_binary())
     with tempfile.TemporaryDirectory(prefix="camswarm-static-nginx-") as tmp:
         directory = Path(tmp)
         (directory / "static").mkdir()
@@ -187,30 +181,17 @@ async def static_nginx(media_root: Path, playlist: str) -> AsyncIterator[tuple[s
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            await poll_until(lambda: _status_ok(base + "/live.m3u8"), timeout=15, what="the static nginx")
+            await poll_until(lambda: probes.http_ok(base + "/live.m3u8"), timeout=15, what="the static nginx")
             yield base, directory / "static"
         finally:
             await stop_group(pid, name="static nginx")
-
-
-async def _status_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
-            http.get(url, headers=headers or {}) as response,
-        ):
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 # --- http ------------------------------------------------------------------------------------------
 
 
 async def _login(web: str, credentials: Path) -> str:
-    import json
-
-    password = json.loads(credentials.read_text())["users"]["demo-client"]["password"]
+    password = network.read_credentials(credentials)["demo-client"]
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
         async with http.post(web + "api/login", json={"username": "demo-client", "password": password}) as r:

@@ -3,12 +3,8 @@
     .venv/bin/python bench/mirror_bench.py lag     [--cameras 2] [--segment 4] [--duration 180]
     .venv/bin/python bench/mirror_bench.py catchup [--cameras 2] [--segment 2] [--offline 600] [--whole-node]
 
-Both run a devnet of one producer node and two mirror nodes. The devnet's own
-producer records 2-second segments, so it is not started; this script starts
-the producer itself with a config of the same paths, ports, key and replication
-as the devnet's but ``segment_seconds`` from ``--segment``, and records it in
-the devnet's state as the process "producer", so ``network.down`` stops it with
-everything else.
+Both run a devnet of one producer node and two mirror nodes, its producer
+cutting segments of ``--segment`` seconds (``network.up(segment_seconds=...)``).
 
 lag: announcement -> playable at mirror1 (target p50 <= 500 ms, p99 <= 2 s for
 ~1 MB segments; the devnet cameras stream ~2.2 Mbit/s, so 4-second segments
@@ -79,27 +75,20 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fetch_metrics, percentile, run_chosen
+from bench.common import fetch_metrics, log, percentile, run_chosen
 from mirror.config import load_config
 from mirror.store import LIVE_PLAYLIST, Store
 from node.catalog import Catalog
 from node.devnet import network
-from node.devnet.configs import ProducerCamera, producer_config
-from node.devnet.state import ProcessRecord, load_state, save_state
 from node.errors import DaemonError
-from node.files import write_atomic
 from node.kubo import KuboClient
 from node.layout import day_name
-from node.procs import poll_until, spawn
+from node.procs import poll_until
 from producer.watch import PlaylistWatcher
 
 Key = tuple[str, str, str]  # factory, device, segment file name
 LAG_GRACE_S = 20.0  # after the window: time left for the last announcements to become playable
 CATCHUP_TIMEOUT_S = 600.0
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def ms(seconds: float) -> float | None:
@@ -141,59 +130,14 @@ class Devnet:
         return await fetch_metrics(self._admin(mirror) + "/metrics")
 
 
-def start_producer(directory: Path, segment: int) -> None:
-    """The devnet's producer (same paths, ports, key, replication) with ``segment``-second segments.
-
-    network.start_process("producer") would rewrite the config with the devnet's
-    default segment length, so the process is spawned here and recorded in the
-    devnet state under the same name, for network.down (and stop_process) to stop.
-    """
-    state = load_state(directory)
-    assert state is not None
-    node = state.node(network.PRODUCER)
-    peers = len(state.nodes)
-    text = producer_config(
-        kubo_api=node.kubo_api,
-        cluster_api=node.cluster_api,
-        catalog=network.catalog_url(state),
-        topic=state.topic,
-        state_dir=str(network.producer_state_dir(directory)),
-        admin_port=state.admin_port,
-        cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
-        segment_seconds=segment,
-        replication=(min(2, peers), peers),
-    )
-    config = network.producer_config_path(directory)
-    write_atomic(config, text, private=True)
-    argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(config)]
-    log_file = network.log_path(directory, network.PRODUCER)
-    pid = spawn(argv, log_path=log_file)
-    state.processes[network.PRODUCER] = ProcessRecord(pid=pid, executable="node.cli", log=str(log_file))
-    save_state(directory, state)
-
-
-async def _http_ok(url: str) -> bool:
-    timeout = aiohttp.ClientTimeout(total=3)
-    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
-        return response.status == 200
-
-
 @asynccontextmanager
 async def devnet(cameras: int, segment: int) -> AsyncIterator[Devnet]:
     with tempfile.TemporaryDirectory(prefix="camswarm-mirror-bench-") as tmp:
         directory = Path(tmp).resolve()
         try:
-            log(f"starting a devnet in {directory}: {cameras} cameras, 2 mirrors")
-            await network.up(directory, mirrors=2, cameras=cameras, producer=False, progress=log)
-            log(f"starting the producer with {segment} s segments")
-            start_producer(directory, segment)
-            status = network.status(directory)
-            await poll_until(
-                lambda: _http_ok(status["producer"]["admin"] + "/healthz"),
-                timeout=60,
-                what="the producer's /healthz",
-            )
-            yield Devnet(directory, status)
+            log(f"starting a devnet in {directory}: {cameras} cameras, 2 mirrors, {segment} s segments")
+            await network.up(directory, mirrors=2, cameras=cameras, segment_seconds=segment, progress=log)
+            yield Devnet(directory, network.status(directory))
         finally:
             log("stopping the devnet")
             with suppress(network.DevnetError):  # up failed before writing any state

@@ -304,6 +304,7 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
         state_dir=str(producer_state_dir(directory)),
         admin_port=state.admin_port,
         cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
+        segment_seconds=state.segment_seconds,
         replication=(min(2, peers), peers),
     )
     write_atomic(producer_config_path(directory), text, private=True)
@@ -491,9 +492,14 @@ async def up(
     mirrors: int = 2,
     cameras: int = 2,
     producer: bool = True,
+    segment_seconds: int | None = None,
     progress: Progress = _quiet,
 ) -> DevnetState:
-    """Start (or restart) the devnet in ``directory``; return once every service answers."""
+    """Start (or restart) the devnet in ``directory``; return once every service answers.
+
+    ``segment_seconds`` sets the producer's segment length (kept in the state, so a restarted
+    producer keeps it; 2 s for a new devnet when not given).
+    """
     if mirrors < 0 or mirrors > 8:
         raise DevnetError("--mirrors must be between 0 and 8")
     if cameras < 0 or cameras > 16:
@@ -529,6 +535,8 @@ async def up(
         await _init_cluster(directory, state, paths.cluster_service)
         save_state(directory, state)
 
+    if segment_seconds is not None:
+        state.segment_seconds = segment_seconds
     if state.gateways:
         await asyncio.to_thread(_ensure_demo_users, directory)  # argon2 hashing takes a moment
     try:

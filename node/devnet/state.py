@@ -83,6 +83,7 @@ class DevnetState:
     mirror_admin_ports: dict[str, int] = field(default_factory=dict)  # mirror node -> admin port
     gateway_ports: dict[str, int] = field(default_factory=dict)  # gateway process -> its listen port
     nginx_port: int = 0  # the front door (0: not yet chosen)
+    segment_seconds: int = 2  # the devnet producer's segment length
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -165,6 +166,7 @@ class DevnetState:
             mirror_admin_ports={str(k): int(v) for k, v in obj.get("mirror_admin_ports", {}).items()},
             gateway_ports={str(k): int(v) for k, v in obj.get("gateway_ports", {}).items()},
             nginx_port=int(obj.get("nginx_port", 0)),
+            segment_seconds=int(obj.get("segment_seconds", 2)),
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 

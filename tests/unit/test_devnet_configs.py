@@ -110,6 +110,7 @@ def test_state_round_trip() -> None:
         cameras=[CameraSpec("factory1", "cam1", 8554)],
         catalog_port=27017,
         cluster_secret="00" * 32,
+        segment_seconds=4,
     )
     again = DevnetState.from_json(json.loads(json.dumps(state.to_json())))
     assert again == state
