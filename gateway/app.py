@@ -536,10 +536,15 @@ class Gateway:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            if exc.content_type != "application/json":
-                exc = _error(exc.status, exc.reason or "error")
             self.requests.labels(route, str(exc.status)).inc()
-            raise exc from None
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            # aiohttp's own errors (unknown route, wrong method, ...) as JSON, keeping their
+            # status and headers (Allow on a 405), not folded into _error's known statuses.
+            headers = {
+                k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
+            }
+            return web.json_response({"error": exc.reason or "error"}, status=exc.status, headers=headers)
         except DaemonError as exc:
             self.requests.labels(route, "503").inc()
             allowed, suppressed = self.limiter.allow("daemon")

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Attempts, DayIndex, load_or_create_secret
+from gateway.app import Attempts, DayIndex, Gateway, load_or_create_secret
+from gateway.config import GatewayConfig, GatewayNode
 from mirror.store import StoredSegment
 
 
@@ -91,3 +93,32 @@ def test_secret_file_is_created_once_and_private(tmp_path: Path) -> None:
     path.write_text("short\n")
     with pytest.raises(ValueError, match="link secret"):
         load_or_create_secret(path)
+
+
+async def test_aiohttp_errors_keep_their_status_as_json(tmp_path: Path) -> None:
+    """A wrong method or an unknown path: the status aiohttp chose (405 with Allow, 404), as JSON."""
+    users = tmp_path / "users.json"
+    users.write_text('{"version": 1, "users": {}}')
+    users.chmod(0o600)
+    node = GatewayNode(
+        store_dir=tmp_path,
+        users_file=users,
+        secret_file=tmp_path / "secret",
+        catalog="mongodb://127.0.0.1:1/",
+    )
+    gateway = Gateway(GatewayConfig(node=node))
+    try:
+        async with TestClient(TestServer(gateway.app())) as client:
+            for method, path, status in (
+                ("POST", "/api/me", 405),
+                ("DELETE", "/api/login", 405),
+                ("GET", "/no", 404),
+            ):
+                response = await client.request(method, path)
+                assert response.status == status, (method, path)
+                assert response.content_type == "application/json"
+                assert "error" in await response.json()
+                if status == 405:
+                    assert response.headers["Allow"]
+    finally:
+        await gateway.close()
