@@ -133,6 +133,7 @@ class Mirror:
         self.kubo = KuboClient(node.kubo_api, timeout=node.fetch_timeout_s)
         self.catalog = Catalog(node.catalog, node.catalog_db)
         self.metrics = MirrorMetrics()
+        self.metrics.stored_bytes.set_function(self.stored_bytes)  # read from the index at each scrape
         self.rejects = RejectCounter()
         self.cameras: dict[tuple[str, str], CameraRuntime] = {}
         self.inflight: set[tuple[str, str, int]] = set()
@@ -183,6 +184,10 @@ class Mirror:
                 fields["suppressed"] = suppressed
             log.warning(event, extra=kv(**fields))
 
+    def stored_bytes(self) -> int:
+        """Bytes of segments in the store, from the camera indexes."""
+        return sum(r.index.bytes for r in self.cameras.values())
+
     # --- start-up ------------------------------------------------------------------------------
 
     async def load(self) -> None:
@@ -199,13 +204,12 @@ class Mirror:
                 self.day_writes[(factory, device, day)] = DayWrite(ended_written=True)
             for day in list(index.days)[-2:] + stale:
                 self.mark_day(index, day)
-        self.metrics.stored_bytes.set(sum(r.index.bytes for r in self.cameras.values()))
         log.info(
             "store_loaded",
             extra=kv(
                 cameras=len(self.cameras),
                 segments=sum(len(r.index.seqs) for r in self.cameras.values()),
-                bytes=sum(r.index.bytes for r in self.cameras.values()),
+                bytes=self.stored_bytes(),
                 stale_temporaries=removed,
             ),
         )
@@ -393,7 +397,6 @@ class Mirror:
             await self._rewrite_live(runtime)
         now = time.monotonic()
         self.metrics.stored.labels(runtime.index.key, work.via).inc()
-        self.metrics.stored_bytes.inc(segment.size)
         self.metrics.age.labels(work.via).observe(max(0.0, self.clock() - segment.end.timestamp()))
         if work.via == "live":
             self.metrics.lag.observe(now - work.received)
@@ -611,7 +614,7 @@ class Mirror:
                     dropped += 1
         if node.retention_bytes:
             yesterday = day_name(datetime.fromtimestamp(self.clock() - 86_400, UTC))
-            while sum(r.index.bytes for r in self.cameras.values()) > node.retention_bytes:
+            while self.stored_bytes() > node.retention_bytes:
                 candidates = [
                     (day, runtime.index.key, runtime)
                     for runtime in self.cameras.values()
@@ -639,7 +642,6 @@ class Mirror:
             index.forget_day(day, [s.seq for s in segments])
         self.day_writes.pop((index.factory, index.device, day), None)
         self.metrics.retention_deleted.inc()
-        self.metrics.stored_bytes.dec(size)
         log.info(
             "day_deleted", extra=kv(camera=index.key, day=day, reason=why, segments=len(segments), bytes=size)
         )
