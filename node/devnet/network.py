@@ -10,6 +10,7 @@ brings the same network back with its data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from node.devnet.state import (
     node_names,
     save_state,
 )
+from node.errors import DaemonHTTPError
 from node.files import write_atomic
 from node.kubo import KuboClient
 from node.logs import kv
@@ -458,22 +460,24 @@ async def _wait(
         raise DevnetError(f"{exc}{detail}") from exc
 
 
-async def _connect_swarm(state: DevnetState) -> None:
-    """Dial every pair now; Peering keeps them connected after restarts."""
+async def _swarm_complete(state: DevnetState) -> bool:
+    """Whether every Kubo node sees every other; dials the pairs still missing.
+
+    Peering dials the same pairs on its own, and two dials crossing on one TCP pair can fail
+    the security handshake ("unexpected handshake message"): a failed dial is tried again at
+    the next poll instead of failing the start.
+    """
+    complete = True
     for node in state.nodes:
         async with KuboClient(node.kubo_api, timeout=10) as kubo:
-            for other in state.nodes:
-                if other is not node:
-                    await kubo.swarm_connect(PeerAddr(other.peer_id, loopback_tcp(other.ports.swarm)).full)
-
-
-async def _swarm_complete(state: DevnetState) -> bool:
-    for node in state.nodes:
-        async with KuboClient(node.kubo_api, timeout=3) as kubo:
             connected = {p.peer for p in await kubo.swarm_peers()}
-        if not {o.peer_id for o in state.nodes if o is not node} <= connected:
-            return False
-    return True
+            for other in state.nodes:
+                if other is not node and other.peer_id not in connected:
+                    complete = False
+                    address = PeerAddr(other.peer_id, loopback_tcp(other.ports.swarm)).full
+                    with contextlib.suppress(DaemonHTTPError):
+                        await kubo.swarm_connect(address)
+    return complete
 
 
 def _check_tools() -> toolchain.ToolPaths:
@@ -634,7 +638,6 @@ async def _start_all(
     progress("waiting for Kubo nodes")
     for node in state.nodes:
         await _ready(directory, state, f"kubo-{node.name}")
-    await _connect_swarm(state)
     await _wait(partial(_swarm_complete, state), "every Kubo node to see every other", directory, None)
 
     progress("waiting for cluster peers")
