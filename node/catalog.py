@@ -6,6 +6,10 @@ Collections:
 - ``cameras``: each camera's latest state, keyed by ``_id = "factory/device"``.
 - ``sessions``: gateway login sessions, keyed by the sha256 of the cookie value
   (shared by every gateway behind one nginx).
+- ``anchors``: one record per camera and closed period (node/anchors.py): the
+  period's root, its segments and, once ``camswarm anchor`` sent it, its transaction.
+- ``chain_anchors``: the contract's events as ``camswarm anchor index`` copied them,
+  keyed like ``anchors``, with ``anchor_index`` holding the next block to read.
 
 Every write is an upsert that never overwrites what was first recorded, so a
 retried step cannot duplicate or alter a segment.
@@ -46,6 +50,9 @@ class Catalog(AsyncResource):
         self.segments = self._db["segments"]
         self.cameras = self._db["cameras"]
         self.sessions = self._db["sessions"]
+        self.anchors = self._db["anchors"]
+        self.chain_anchors = self._db["chain_anchors"]
+        self.anchor_index = self._db["anchor_index"]
 
     async def close(self) -> None:
         await self._client.close()
@@ -164,3 +171,91 @@ class Catalog(AsyncResource):
         except PyMongoError as exc:
             raise self._fail("expire sessions", exc) from exc
         return int(result.deleted_count)
+
+    # --- anchors ------------------------------------------------------------------------
+
+    async def first_segment(self, factory: str, device: str) -> dict[str, Any] | None:
+        """The camera's lowest-seq segment still in the catalog."""
+        found = await self._find_segments({"factory": factory, "device": device}, "seq", 1)
+        return found[0] if found else None
+
+    async def put_anchor(self, record: Mapping[str, Any]) -> bool:
+        """Record a closed period once (never overwritten); True if this call inserted it."""
+        fields = {k: v for k, v in record.items() if k != "_id"}
+        try:
+            result = await self.anchors.update_one(
+                {"_id": record["_id"]}, {"$setOnInsert": fields}, upsert=True
+            )
+        except OperationFailure as exc:
+            if exc.code == 11000:
+                return False
+            raise self._fail("record anchor", exc) from exc
+        except PyMongoError as exc:
+            raise self._fail("record anchor", exc) from exc
+        return result.upserted_id is not None
+
+    async def _find(
+        self, collection: Any, query: Mapping[str, Any], what: str, limit: int = 0
+    ) -> list[dict[str, Any]]:
+        try:
+            cursor = collection.find(query).sort("_id", ASCENDING).limit(limit)
+            return [doc async for doc in cursor]
+        except PyMongoError as exc:
+            raise self._fail(what, exc) from exc
+
+    async def latest_anchor(self, factory: str, device: str) -> dict[str, Any] | None:
+        try:
+            return await self.anchors.find_one(
+                {"factory": factory, "device": device}, sort=[("period_start", -1)]
+            )
+        except PyMongoError as exc:
+            raise self._fail("read anchors", exc) from exc
+
+    async def anchors_between(
+        self, factory: str, device: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        """Anchor records of the periods overlapping ``[start, end)``, in time order."""
+        query = {
+            "factory": factory,
+            "device": device,
+            "period_start": {"$lt": end},
+            "period_end": {"$gt": start},
+        }
+        return await self._find(self.anchors, query, "read anchors")
+
+    async def unsent_anchors(self, limit: int) -> list[dict[str, Any]]:
+        """Records no transaction has been confirmed for yet, oldest first."""
+        return await self._find(self.anchors, {"chain": None}, "read anchors", limit)
+
+    async def set_anchor_chain(self, anchor_id: str, chain: Mapping[str, Any]) -> None:
+        try:
+            await self.anchors.update_one({"_id": anchor_id}, {"$set": {"chain": dict(chain)}})
+        except PyMongoError as exc:
+            raise self._fail("update anchor", exc) from exc
+
+    async def put_chain_anchor(self, anchor_id: str, fields: Mapping[str, Any]) -> None:
+        try:
+            await self.chain_anchors.replace_one({"_id": anchor_id}, dict(fields), upsert=True)
+        except PyMongoError as exc:
+            raise self._fail("index chain anchor", exc) from exc
+
+    async def chain_anchors_between(
+        self, factory: str, device: str, start: datetime, end: datetime
+    ) -> list[dict[str, Any]]:
+        query = {"factory": factory, "device": device, "period_start": {"$gte": start, "$lt": end}}
+        return await self._find(self.chain_anchors, query, "read chain anchors")
+
+    async def index_cursor(self, contract: str) -> int | None:
+        try:
+            doc = await self.anchor_index.find_one({"_id": contract.lower()})
+        except PyMongoError as exc:
+            raise self._fail("read anchor index", exc) from exc
+        return None if doc is None else int(doc["next_block"])
+
+    async def set_index_cursor(self, contract: str, next_block: int) -> None:
+        try:
+            await self.anchor_index.replace_one(
+                {"_id": contract.lower()}, {"next_block": next_block}, upsert=True
+            )
+        except PyMongoError as exc:
+            raise self._fail("write anchor index", exc) from exc

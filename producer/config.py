@@ -86,8 +86,25 @@ class NodeSettings:
 
 
 @dataclass(frozen=True)
+class AnchoringSettings:
+    """Period roots (issue 6): each camera's footage is reduced to one root per period."""
+
+    enabled: bool = setting(True)
+    # Periods tile each UTC day from midnight, so the length must divide a day.
+    period_s: int = setting(3600, min=60, max=86_400)
+    # A period closes this long after its end (its last segment must have been cut and
+    # journaled) and once none of its segments is still waiting in the outbox.
+    close_delay_s: float = setting(30.0, min=0, max=3600)
+
+    def __post_init__(self) -> None:
+        if 86_400 % self.period_s:
+            raise ConfigError("period_s", f"must divide a day (86400 s) evenly, got {self.period_s}")
+
+
+@dataclass(frozen=True)
 class ProducerConfig:
     node: NodeSettings = setting(NodeSettings())
+    anchoring: AnchoringSettings = setting(AnchoringSettings())
     cameras: list[CameraConfig] = setting([])
 
     def __post_init__(self) -> None:
@@ -98,6 +115,12 @@ class ProducerConfig:
             if camera.key in seen:
                 raise ConfigError(f"cameras[{index}]", f"duplicate camera {camera.key}")
             seen.add(camera.key)
+            if camera.segment_seconds * 2 + 2 > self.anchoring.close_delay_s and self.anchoring.enabled:
+                raise ConfigError(
+                    "anchoring.close_delay_s",
+                    f"must be at least twice camera {camera.key}'s segment_seconds plus 2 s, "
+                    f"so a period's last segment is journaled before it closes",
+                )
 
 
 def load_config(path: Path) -> ProducerConfig:

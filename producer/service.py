@@ -35,6 +35,7 @@ from producer.config import CameraConfig, ProducerConfig
 from producer.media import ffprobe_for
 from producer.metrics import ProducerMetrics
 from producer.outbox import AsyncOutbox, NewSegment, Outbox
+from producer.periods import PeriodCloser
 from producer.pipeline import Publisher
 from producer.recorder import CameraRecorder, JournalError, recover_sessions
 from producer.segments import ListedSegment
@@ -98,6 +99,9 @@ class Producer:
             self.metrics,
             camera_state=lambda key: self.recorders[key].state,
             ffprobe=ffprobe_for(node.ffmpeg),
+        )
+        self.periods = PeriodCloser(
+            config.anchoring, self.outbox, self.kubo, self.catalog, self.publisher.producer_id
         )
 
     # --- segments ---------------------------------------------------------------------
@@ -238,6 +242,11 @@ class Producer:
         report.update(
             status="degraded" if degraded else "ok",
             producer=self.publisher.producer_id,
+            anchoring={
+                "enabled": self.config.anchoring.enabled,
+                "period_s": self.config.anchoring.period_s,
+                "periods_closed": self.periods.closed,
+            },
             uptime_s=round(time.time() - self.started, 1),
             disk={"free_bytes": self.disk_free, "low": self.disk_low},
         )
@@ -307,6 +316,8 @@ class Producer:
                 for c in self.config.cameras
             ]
             others.append(group.create_task(self.housekeeping(), name="housekeeping"))
+            if self.config.anchoring.enabled:
+                others.append(group.create_task(self.periods.run(self.config.cameras), name="periods"))
             await stop.wait()
             log.info("producer_stopping")
             # Recorders first: ffmpeg closes its current segment and it gets journaled.
