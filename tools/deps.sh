@@ -4,6 +4,7 @@
 #   - Debian packages (ffmpeg, nginx, GStreamer RTSP server for test cameras)
 #   - Kubo and ipfs-cluster built from the Go module proxy at pinned versions
 #   - the FerretDB catalog wrapper built from tools/ferretdb
+#   - solcjs and anvil (contracts/node_modules) for the footage registry contract
 #   - a virtualenv with camswarm installed editable with its dev extra
 # Binaries go to a versioned tool cache outside the clone ($CAMSWARM_TOOLS,
 # default ~/.cache/camswarm/tools) so clones share them and a version bump
@@ -104,6 +105,17 @@ if [ -f "$web_stamp" ]; then log "web assets up to date"; else
     log "installing web assets (npm ci in gateway/web)"
     (cd gateway/web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
     touch "$web_stamp"
+fi
+
+# --- Contract toolchain: solcjs and anvil, pinned by contracts/package-lock.json ---
+# anvil comes as the binary inside @foundry-rs/anvil-linux-amd64, taken directly rather
+# than through the @foundry-rs/anvil wrapper: the wrapper's lock would need every platform
+# package, and its postinstall downloads one when missing. No install scripts run.
+contracts_stamp="contracts/node_modules/.camswarm-deps-$(sha256sum contracts/package-lock.json | cut -c1-16)"
+if [ -f "$contracts_stamp" ]; then log "contract toolchain up to date"; else
+    log "installing the contract toolchain (npm ci in contracts)"
+    (cd contracts && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    touch "$contracts_stamp"
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
