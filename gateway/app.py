@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from gateway import links
 from gateway.config import GatewayConfig
-from gateway.media import BadRequest, day_bounds, overlapping, parse_day, parse_range, relink, timeline
+from gateway.media import (
+    BadRequest,
+    anchor_marks,
+    day_bounds,
+    overlapping,
+    parse_day,
+    parse_range,
+    relink,
+    timeline,
+)
 from gateway.users import User, UserStore
 from mirror.playlists import PlaylistSegment, compose_vod
 from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST, StoredSegment
+from node.anchors import build_proof
 from node.announce import NAME, format_start
 from node.catalog import Catalog
 from node.errors import DaemonError
@@ -440,12 +451,10 @@ class Gateway:
             listing = Path(tmp) / "range.m3u8"
             listing.write_text(source, encoding="utf-8")
             process = await asyncio.create_subprocess_exec(
-                self.config.node.ffmpeg, "-nostdin", "-v", "error",
-                "-protocol_whitelist", "file,http,tcp", "-allowed_extensions", "ALL",
-                "-i", str(listing), "-map", "0", "-c", "copy",
-                "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+                *export_argv(self.config.node.ffmpeg, listing),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             assert process.stdout is not None
             assert process.stderr is not None
             stderr = asyncio.create_task(
@@ -479,6 +488,61 @@ class Gateway:
         log.info("export", extra=kv(camera=f"{factory}/{device}", segments=len(docs)))
         return response
 
+    async def export_proof(self, request: web.Request) -> web.Response:
+        """The sidecar proof of ``/export/...mp4`` for the same range (see node/anchors.py).
+
+        The export is a deterministic stream copy, so the clip is remuxed here once more to
+        hash exactly the bytes the export sends.
+        """
+        _, factory, device = await self.require_camera(request)
+        docs = await self._range_docs(request, factory, device)
+        digest, size = await self._export_digest(factory, device, docs)
+        first, last = docs[0]["start"], docs[-1]["start"] + timedelta(seconds=1)
+        records = await self.catalog.anchors_between(factory, device, first, last)
+        events: dict[str, Any] = {}
+        if records:
+            since, until = records[0]["period_start"], records[-1]["period_end"]
+            found = await self.catalog.chain_anchors_between(factory, device, since, until)
+            events = {event["_id"]: event for event in found}
+        contracts = {str(e.get("contract")) for e in events.values() if e.get("contract")}
+        proof = build_proof(
+            factory,
+            device,
+            {"sha256": digest, "size": size, "range": [request.query["start"], request.query["end"]]},
+            docs,
+            {r["_id"]: r for r in records},
+            events,
+            contract=contracts.pop() if len(contracts) == 1 else None,
+            chain_id=None,
+        )
+        name = f"{factory}-{device}-{docs[0]['start'].astimezone(UTC):%Y%m%dT%H%M%SZ}.proof.json"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+        return web.json_response(proof, headers=headers, dumps=lambda o: json.dumps(o, indent=1))
+
+    async def _export_digest(self, factory: str, device: str, docs: list[Any]) -> tuple[str, int]:
+        source = await asyncio.to_thread(self._export_source, factory, device, docs)
+        with tempfile.TemporaryDirectory(prefix="camswarm-proof-") as tmp:
+            listing = Path(tmp) / "range.m3u8"
+            await asyncio.to_thread(listing.write_text, source, encoding="utf-8")
+            process = await asyncio.create_subprocess_exec(
+                *export_argv(self.config.node.ffmpeg, listing),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            assert process.stdout is not None
+            digest, size = hashlib.sha256(), 0
+            try:
+                while chunk := await process.stdout.read(1 << 16):
+                    digest.update(chunk)
+                    size += len(chunk)
+                if await process.wait() != 0:
+                    raise _error(502, "the clip could not be remuxed for its proof")
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        return digest.hexdigest(), size
+
     async def timeline(self, request: web.Request) -> web.Response:
         _, factory, device = await self.require_camera(request)
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -488,7 +552,24 @@ class Gateway:
             raise _error(400, str(exc)) from None
         first, last = day_bounds(day)
         docs = await self.catalog.segments_between(factory, device, first, last)
-        return web.json_response({"factory": factory, "device": device, **timeline(docs, day, now)})
+        records = await self.catalog.anchors_between(factory, device, first, last)
+        events = await self.catalog.chain_anchors_between(factory, device, first, last)
+        chain = {event["_id"]: event for event in events}
+        marks = await asyncio.to_thread(
+            anchor_marks, records, chain, partial(self._held, factory, device, day.isoformat())
+        )
+        body = {"factory": factory, "device": device, **timeline(docs, day, now), "periods": marks}
+        return web.json_response(body)
+
+    def _held(self, factory: str, device: str, day: str, start: datetime, end: datetime) -> list[str] | None:
+        """The CIDs this gateway's store holds for ``[start, end)`` of ``day``, in seq order."""
+        self._cid(factory, device, day, "")  # loads and refreshes the day's index
+        index = self.days.get((factory, device, day))
+        if index is None:
+            return None
+        low, high = f"{start:%H%M%S}", f"{end:%H%M%S}" if end.date() == start.date() else "240000"
+        held = sorted((int(name[7:17]), cid) for name, cid in index.cids.items() if low <= name[:6] < high)
+        return [cid for _, cid in held] or None
 
     async def index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(
@@ -577,6 +658,7 @@ class Gateway:
         r.add_get(f"/live/{camera}/day.m3u8", self.day)
         r.add_get(f"/replay/{camera}.m3u8", self.replay)
         r.add_get(f"/export/{camera}.mp4", self.export)
+        r.add_get(f"/export/{camera}.proof.json", self.export_proof)
         r.add_get("/", self.index)
         r.add_get("/static/{name}", self.static)
         r.add_get("/healthz", self.healthz)
@@ -585,6 +667,20 @@ class Gateway:
 
     async def close(self) -> None:
         await self.catalog.close()
+
+
+def export_argv(ffmpeg: str, listing: Path) -> list[str]:
+    """ffmpeg remuxing a range playlist into fragmented MP4 on stdout (stream copy).
+
+    Bit-exact, so the same segments always give the same bytes: an export's proof hashes them.
+    """
+    return [
+        ffmpeg, "-nostdin", "-v", "error",
+        "-protocol_whitelist", "file,http,tcp", "-allowed_extensions", "ALL",
+        "-i", str(listing), "-map", "0", "-c", "copy", "-map_metadata", "-1",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+        "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1",
+    ]  # fmt: skip
 
 
 def _instant(value: Any) -> str | None:

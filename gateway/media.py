@@ -10,6 +10,7 @@ from typing import Any
 
 from mirror.playlists import TIME_TOLERANCE_S
 from node.announce import format_start
+from node.merkle import period_root
 
 MAX_PARAM = 64  # longest accepted query value (an ISO 8601 instant or a day)
 
@@ -144,3 +145,40 @@ def relink(text: str, link: Callable[[str], str | None]) -> str:
             segment_begins = len(out)
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def anchor_marks(
+    records: Iterable[Mapping[str, Any]],
+    chain: Mapping[str, Mapping[str, Any]],
+    held: Callable[[datetime, datetime], list[str] | None],
+) -> list[dict[str, Any]]:
+    """Each closed period of a day as the timeline marks it.
+
+    ``records``: the catalog's anchor records; ``chain``: the indexed chain events by
+    anchor id; ``held(start, end)``: the CIDs this gateway's store holds for the period
+    in seq order (None when it cannot tell). States: ``verified`` (on chain, and the
+    store's segments give the anchored root), ``anchored`` (on chain; the store cannot
+    confirm it), ``mismatch`` (the chain or the store disagrees with the record),
+    ``pending`` (closed, not yet on chain).
+    """
+    marks = []
+    for record in sorted(records, key=lambda r: r["period_start"]):
+        event = chain.get(record["_id"])
+        sent = record.get("chain") or {}
+        mark: dict[str, Any] = {
+            "start": format_start(record["period_start"]),
+            "end": format_start(record["period_end"]),
+            "segments": int(record["count"]),
+            "root": record["root"],
+            "tx": (event or {}).get("tx_hash") or sent.get("tx_hash"),
+        }
+        if sent.get("status") == "conflict" or (event is not None and event["root"] != record["root"]):
+            mark["state"] = "mismatch"
+        elif event is None:
+            mark["state"] = "pending"
+        else:
+            cids = held(record["period_start"], record["period_end"])
+            same = cids is not None and period_root(cids).hex() == event["root"]
+            mark["state"] = "verified" if same else ("mismatch" if cids else "anchored")
+        marks.append(mark)
+    return marks

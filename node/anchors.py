@@ -72,7 +72,8 @@ def anchor_record(
         "period_end": end,
         "period_s": int((end - start).total_seconds()),
         "root": period_root([leaf.cid for leaf in leaves]).hex(),
-        "segments": [[leaf.seq, leaf.filename, leaf.cid] for leaf in leaves],
+        # Objects, not [seq, name, cid] triples: FerretDB refuses nested arrays.
+        "segments": [{"seq": leaf.seq, "filename": leaf.filename, "cid": leaf.cid} for leaf in leaves],
         "count": len(leaves),
         "first_seq": leaves[0].seq,
         "last_seq": leaves[-1].seq,
@@ -85,7 +86,7 @@ def anchor_record(
 
 
 def record_leaves(record: Mapping[str, Any]) -> list[Leaf]:
-    return [Leaf(int(seq), str(name), str(cid)) for seq, name, cid in record["segments"]]
+    return leaves_of(record["segments"])
 
 
 def next_cursor(

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ def _print_summary(info: dict[str, Any]) -> None:
             f"  cluster {node['cluster_api']}"
         )
     print(f"  catalog    {info['catalog']}")
+    chain = info["chain"]
+    if "chain" in info["processes"]:
+        print(f"  chain      {chain['rpc']}  FootageRegistry {chain['contract']}")
+    if "anchor" in info["processes"]:
+        print(f"  anchor     {chain['anchor_admin']}/healthz  (config {chain['anchor_config']})")
     if PRODUCER in info["processes"]:
         print(f"  producer   {info['producer']['admin']}/healthz  (config {info['producer']['config']})")
     for name, mirror in info["mirrors"].items():
@@ -77,6 +83,10 @@ async def _devnet_up(args: argparse.Namespace) -> int:
     info = network.status(directory)
     _print_summary(info)
     if args.detach:
+        print(
+            f"verify footage: camswarm verify --config {info['chain']['anchor_config']} --factory factory1 "
+            "--device cam1 --start <ISO time> --end <ISO time> [--store <a mirror's store>]"
+        )
         print(f"stop it with: camswarm devnet down --dir {info['dir']}")
         return 0
     print("press Ctrl-C to stop the devnet", flush=True)
@@ -197,6 +207,127 @@ async def _gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _anchor_run(args: argparse.Namespace) -> int:
+    from node.anchoring import Anchorer, load_config, read_private_key
+    from node.catalog import Catalog
+    from node.chain import Registry
+
+    settings = load_config(_config_file(args, "anchor")).anchor
+    key = read_private_key(settings.key_file)
+    stop = _stop_on_signal()
+    async with Catalog(settings.catalog, settings.catalog_db) as catalog:
+        registry = Registry(
+            settings.rpc_url, settings.contract, private_key=key, receipt_timeout=settings.receipt_timeout_s
+        )
+        try:
+            anchorer = Anchorer(settings, catalog, registry)
+            runner = await _admin_server(settings.admin_listen, anchorer.health)
+            try:
+                await anchorer.run(stop)
+            finally:
+                if runner is not None:
+                    await runner.cleanup()
+        finally:
+            await registry.close()
+    return 0
+
+
+async def _admin_server(listen: str, health: Any) -> Any:
+    """A /healthz endpoint on ``listen`` (host:port), or None when it is empty."""
+    if not listen:
+        return None
+    from aiohttp import web
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(health())
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
+async def _anchor_index(args: argparse.Namespace) -> int:
+    from node.anchoring import Anchorer, load_config
+    from node.catalog import Catalog
+    from node.chain import Registry
+
+    settings = load_config(_config_file(args, "anchor index")).anchor
+    async with Catalog(settings.catalog, settings.catalog_db) as catalog:
+        registry = Registry(settings.rpc_url, settings.contract)
+        try:
+            copied = await Anchorer(settings, catalog, registry).index()
+        finally:
+            await registry.close()
+    print(f"indexed {copied} new anchor event(s) from {settings.contract}")
+    return 0
+
+
+def _instant_arg(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC")
+    return moment.astimezone(UTC)
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from mirror.store import Store
+    from mirror.verify import Sources, load_proof, verify_proof, verify_range
+    from node.anchoring import load_config
+    from node.anchors import ProofError
+    from node.catalog import Catalog
+    from node.chain import Registry
+    from node.errors import DaemonError
+    from node.kubo import KuboClient
+
+    settings = load_config(_config_file(args, "verify")).anchor
+    registry = Registry(settings.rpc_url, settings.contract)
+    try:
+        if args.proof or args.clip:
+            if not (args.proof and args.clip):
+                raise ConfigError("--proof", "--proof and --clip go together")
+            lines = await verify_proof(
+                registry,
+                await asyncio.to_thread(load_proof, Path(args.proof)),
+                Path(args.clip),
+                trusted_contract=settings.contract,
+            )
+            for line in lines:
+                print(line.line(), flush=True)
+            return 1 if any(line.status != "OK" for line in lines) else 0
+        missing = [f"--{name}" for name in ("factory", "device", "start", "end") if not getattr(args, name)]
+        if missing:
+            raise ConfigError(missing[0], "range verification needs --factory, --device, --start and --end")
+        store = Store(Path(args.store)) if args.store else None
+        if store is not None and not await asyncio.to_thread(Path(args.store).is_dir):
+            raise ConfigError("--store", f"{args.store} is not a directory")
+        mismatches = 0
+        async with (
+            KuboClient(settings.kubo_api, timeout=60) as kubo,
+            Catalog(settings.catalog, settings.catalog_db) as catalog,
+        ):
+            sources = Sources(registry, kubo, catalog, store)
+            async for verdict in verify_range(
+                sources, args.factory, args.device, args.start, args.end, args.period_s or settings.period_s
+            ):
+                print(verdict.line(), flush=True)
+                mismatches += verdict.status == "MISMATCH"
+        return 1 if mismatches else 0
+    except (ProofError, DaemonError) as exc:
+        print(f"camswarm verify: cannot verify: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await registry.close()
+
+
 async def _nginx_render(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(_write_nginx_config, args)
 
@@ -280,6 +411,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="log users in and serve their cameras' playlists (behind nginx)",
         does="Serve the gateway",
     )
+    anchor = _add_role(
+        roles,
+        "anchor",
+        _anchor_run,
+        help="put each closed period's root on chain (one transaction per camera and period)",
+        does="Anchor period roots",
+    )
+    asub = anchor.add_subparsers(dest="anchor_command", metavar="ACTION")
+    index = asub.add_parser("index", help="copy the contract's anchor events into the catalog, then exit")
+    index.add_argument("--config", default=argparse.SUPPRESS, help="the anchor service's TOML config")
+    index.set_defaults(handler=_anchor_index)
+    verify = roles.add_parser(
+        "verify",
+        help="check footage (a range, or an exported clip and its proof) against the chain",
+        description=(
+            "Range: recompute each segment's CID, rebuild each period's root and compare it with the "
+            "chain, one line per period (OK, MISMATCH naming the files, UNANCHORED, EMPTY). "
+            "Clip: check an export's sidecar proof and the clip against the chain. "
+            "Exit status: 0 all OK, 1 a mismatch, 2 could not verify."
+        ),
+    )
+    verify.add_argument("--config", help="an anchor TOML config: catalog, chain, contract, Kubo")
+    verify.add_argument("--factory")
+    verify.add_argument("--device")
+    verify.add_argument("--start", type=_instant_arg, help="ISO 8601 with zone, e.g. 2026-11-21T10:00:00Z")
+    verify.add_argument("--end", type=_instant_arg)
+    verify.add_argument("--store", help="a mirror's store_dir (default: fetch the segments by CID)")
+    verify.add_argument("--period-s", type=int, help="the producer's period length (default: the config's)")
+    verify.add_argument("--proof", help="an export's sidecar proof JSON")
+    verify.add_argument("--clip", help="the exported MP4 the proof describes")
+    verify.set_defaults(handler=_verify)
     nginx = roles.add_parser("nginx", help="the front door's configuration")
     nsub = nginx.add_subparsers(dest="nginx_command", required=True, metavar="ACTION")
     render = nsub.add_parser(
@@ -311,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Long-running roles log their events; one-shot commands only warnings.
     configure_logging(
-        args.log_level or ("info" if args.command in ("producer", "mirror", "gateway") else "warning")
+        args.log_level
+        or ("info" if args.command in ("producer", "mirror", "gateway", "anchor") else "warning")
     )
     try:
         return int(asyncio.run(args.handler(args)))

@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const DAY_MS = 86400000;
-const state = { csrf: "", camera: null, hls: null, mode: "", dayStart: 0, spans: [], view: null, fragments: [] };
+const state = { csrf: "", camera: null, hls: null, mode: "", dayStart: 0, spans: [], periods: [], view: null, fragments: [] };
 
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
@@ -200,6 +200,21 @@ function drawTimeline() {
     piece.title = `${span.start} - ${span.end}`;
     bar.append(piece);
   }
+  const anchors = $("anchors");
+  anchors.replaceChildren();
+  for (const period of state.periods) {
+    const from = Math.max(0, (Date.parse(period.start) - view.from) / width);
+    const to = Math.min(1, (Date.parse(period.end) - view.from) / width);
+    if (to <= 0 || from >= 1) continue;
+    const piece = document.createElement("span");
+    piece.className = period.state;
+    piece.dataset.state = period.state;
+    piece.style.left = `${(from * 100).toFixed(3)}%`;
+    piece.style.width = `${Math.max(0.05, (to - from) * 100).toFixed(3)}%`;
+    piece.title = `${clock(Date.parse(period.start))}-${clock(Date.parse(period.end))} UTC: ${period.state}, ` +
+      `${period.segments} segments, root ${period.root.slice(0, 16)}...` + (period.tx ? `, tx ${period.tx}` : "");
+    anchors.append(piece);
+  }
   const labels = $("timeline-labels");
   labels.replaceChildren();
   for (let i = 0; i <= 4; i++) {
@@ -218,6 +233,7 @@ async function loadTimeline() {
     const timeline = await (await api(`/api/timeline/${base()}?day=${day}`)).json();
     state.dayStart = Date.parse(`${timeline.day}T00:00:00Z`);
     state.spans = timeline.spans;
+    state.periods = timeline.periods || [];
     drawTimeline();
   } catch (error) {
     showError(`timeline: ${error.message}`);
@@ -290,7 +306,15 @@ $("export").addEventListener("click", async () => {
     link.href = URL.createObjectURL(new Blob(chunks, { type: "video/mp4" }));
     link.download = name ? name[1] : "camswarm.mp4";
     link.click();
-    $("export-status").textContent = `exported ${(received / 1e6).toFixed(1)} MB`;
+    $("export-status").textContent = `exported ${(received / 1e6).toFixed(1)} MB; fetching its proof`;
+    // The sidecar proof: segment CIDs, their period roots and anchor transactions, the clip's hash.
+    // Check it with: camswarm verify --config anchor.toml --proof FILE --clip FILE
+    const proof = await api(`/export/${base()}.proof.json?${rangeQuery()}`);
+    const proofLink = document.createElement("a");
+    proofLink.href = URL.createObjectURL(await proof.blob());
+    proofLink.download = (link.download || "camswarm.mp4").replace(/\.mp4$/, ".proof.json");
+    proofLink.click();
+    $("export-status").textContent = `exported ${(received / 1e6).toFixed(1)} MB and its proof`;
   } catch (error) {
     showError(`export: ${error.message}`);
   }

@@ -169,6 +169,7 @@ def producer_config(
     cameras: Sequence[ProducerCamera],
     segment_seconds: int = 2,
     replication: tuple[int, int] = (1, 3),
+    period_s: int = 3600,
 ) -> str:
     """The devnet producer's TOML config (same format as docs/producer.example.toml)."""
     lines = [
@@ -182,6 +183,10 @@ def producer_config(
         f'admin_listen = "127.0.0.1:{admin_port}"',
         "local_retention_hours = 1",
         "disk_min_free_mb = 256",
+        "",
+        "[anchoring]",
+        f"period_s = {period_s}",
+        f"close_delay_s = {2 * segment_seconds + 4}",
     ]
     for cam in cameras:
         lines += [
@@ -245,5 +250,33 @@ def gateway_config(
         f"catalog = {_toml_str(catalog)}",
         f"users_file = {_toml_str(users_file)}",
         f"secret_file = {_toml_str(secret_file)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def anchor_config(
+    *,
+    catalog: str,
+    rpc_url: str,
+    contract: str,
+    key_file: str,
+    period_s: int,
+    kubo_api: str,
+    admin_port: int,
+) -> str:
+    """The devnet's `camswarm anchor` / `camswarm verify` config (docs/anchor.example.toml)."""
+    lines = [
+        "# Written by `camswarm devnet up`; edits are replaced at the next start.",
+        "[anchor]",
+        f"catalog = {_toml_str(catalog)}",
+        f"rpc_url = {_toml_str(rpc_url)}",
+        f"contract = {_toml_str(contract)}",
+        f"key_file = {_toml_str(key_file)}",
+        f"period_s = {period_s}",
+        f"kubo_api = {_toml_str(kubo_api)}",
+        "poll_s = 1",
+        "index_interval_s = 2",
+        "receipt_timeout_s = 30",
+        f'admin_listen = "127.0.0.1:{admin_port}"',
     ]
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from node.devnet import probes
 from node.devnet.configs import (
     PeerAddr,
     ProducerCamera,
+    anchor_config,
     cluster_private_config,
     gateway_config,
     kubo_private_config,
@@ -73,6 +74,8 @@ READY_TIMEOUT = 90.0
 CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 PRODUCER = "producer"
+CHAIN = "chain"  # anvil, the local Ethereum node
+ANCHOR = "anchor"  # `camswarm anchor`
 
 
 class DevnetError(RuntimeError):
@@ -308,10 +311,64 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
         cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
         segment_seconds=state.segment_seconds,
         replication=(min(2, peers), peers),
+        period_s=state.period_s,
     )
     write_atomic(producer_config_path(directory), text, private=True)
     argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(producer_config_path(directory))]
     _start(directory, state, PRODUCER, argv, executable="node.cli")
+
+
+# --- the chain: anvil, the FootageRegistry, `camswarm anchor` --------------------------------
+
+
+def anchor_config_path(directory: Path) -> Path:
+    return directory / "anchor.toml"
+
+
+def anchor_key_path(directory: Path) -> Path:
+    return directory / "anchor.key"
+
+
+def _start_chain(directory: Path, state: DevnetState) -> None:
+    from node.chain import anvil_argv, anvil_binary
+
+    if state.chain_port == 0:
+        state.chain_port = free_ports(1, state.used_ports())[0]
+    chain_dir = directory / "chain"
+    chain_dir.mkdir(mode=0o700, exist_ok=True)
+    # The chain's state is dumped every second and on exit, and loaded at start: a restarted
+    # devnet keeps its contract and anchors.
+    argv = [*anvil_argv(anvil_binary(), state.chain_port), "--state", str(chain_dir / "state.json")]
+    _start(directory, state, CHAIN, [*argv, "--state-interval", "1"])
+
+
+async def _ensure_contract(directory: Path, state: DevnetState, progress: Progress) -> None:
+    """Deploy the FootageRegistry unless the chain already holds it; write the anchor key and config."""
+    from node.chain import ANVIL_DEV_KEYS, deploy_registry
+
+    key = ANVIL_DEV_KEYS[0]  # anvil's first funded account: local chains only
+    if not state.contract or not await probes.contract_deployed(state.chain_url, state.contract):
+        progress("deploying the FootageRegistry contract")
+        state.contract = await deploy_registry(state.chain_url, key)
+        save_state(directory, state)
+    write_atomic(anchor_key_path(directory), key + "\n", private=True)
+    if state.anchor_admin_port == 0:
+        state.anchor_admin_port = free_ports(1, state.used_ports())[0]
+    text = anchor_config(
+        catalog=catalog_url(state),
+        rpc_url=state.chain_url,
+        contract=state.contract,
+        key_file=str(anchor_key_path(directory)),
+        period_s=state.period_s,
+        kubo_api=state.node(state.mirrors[0] if state.mirrors else PRODUCER).kubo_api,
+        admin_port=state.anchor_admin_port,
+    )
+    write_atomic(anchor_config_path(directory), text, private=True)
+
+
+def _start_anchor(directory: Path, state: DevnetState) -> None:
+    argv = [sys.executable, "-m", "node.cli", "anchor", "--config", str(anchor_config_path(directory))]
+    _start(directory, state, ANCHOR, argv, executable="node.cli")
 
 
 # --- the web front: gateways, nginx, demo users -------------------------------------------
@@ -497,6 +554,7 @@ async def up(
     cameras: int = 2,
     producer: bool = True,
     segment_seconds: int | None = None,
+    period_s: int | None = None,
     progress: Progress = _quiet,
 ) -> DevnetState:
     """Start (or restart) the devnet in ``directory``; return once every service answers.
@@ -541,6 +599,8 @@ async def up(
 
     if segment_seconds is not None:
         state.segment_seconds = segment_seconds
+    if period_s is not None:
+        state.period_s = period_s
     if state.gateways:
         await asyncio.to_thread(_ensure_demo_users, directory)  # argon2 hashing takes a moment
     try:
@@ -572,6 +632,10 @@ def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, nam
         _start(directory, state, name, argv, unset=CLUSTER_ENV_PREFIXES)
     elif name == PRODUCER:
         _start_producer(directory, state)
+    elif name == CHAIN:
+        _start_chain(directory, state)
+    elif name == ANCHOR:
+        _start_anchor(directory, state)
     elif name in state.mirrors:
         _start_mirror(directory, state, name)
     elif name in state.gateways:
@@ -591,8 +655,10 @@ def process_names(state: DevnetState) -> list[str]:
         *(c.process for c in state.cameras),
         *(f"kubo-{n.name}" for n in state.nodes),
         *(f"cluster-{n.name}" for n in state.nodes),
+        CHAIN,
         PRODUCER,
         *state.mirrors,
+        ANCHOR,
         *state.gateways,
         *([NGINX] if state.gateways else []),
     ]
@@ -624,6 +690,11 @@ async def _ready(directory: Path, state: DevnetState, name: str) -> None:
     elif name == NGINX:
         url = state.web_url + "nginx-health"
         check, what = partial(probes.http_ok, url), f"nginx at {url}"
+    elif name == CHAIN:
+        check, what = partial(probes.json_rpc_ready, state.chain_url), f"anvil at {state.chain_url}"
+    elif name == ANCHOR:
+        url = f"http://127.0.0.1:{state.anchor_admin_port}/healthz"
+        check, what = partial(probes.http_ok, url), f"the anchor service's /healthz at {url}"
     else:
         check, what = partial(probes.http_ok, state.producer_admin + "/healthz"), "the producer's /healthz"
     await _wait(check, what, directory, name)
@@ -633,7 +704,7 @@ async def _start_all(
     directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress, producer: bool
 ) -> None:
     storage = ["catalog", *(c.process for c in state.cameras), *(f"kubo-{n.name}" for n in state.nodes)]
-    for name in storage:
+    for name in [*storage, CHAIN]:
         _launch(directory, state, paths, name)
     progress("waiting for Kubo nodes")
     for node in state.nodes:
@@ -643,9 +714,10 @@ async def _start_all(
     progress("waiting for cluster peers")
     await _launch_group(directory, state, paths, [f"cluster-{n.name}" for n in state.nodes])
 
-    progress("waiting for the catalog and cameras")
-    for name in ["catalog", *(c.process for c in state.cameras)]:
+    progress("waiting for the catalog, cameras and chain")
+    for name in ["catalog", *(c.process for c in state.cameras), CHAIN]:
         await _ready(directory, state, name)
+    await _ensure_contract(directory, state, progress)
     if producer and state.cameras:
         progress("starting the producer")
         _launch(directory, state, paths, PRODUCER)
@@ -653,6 +725,8 @@ async def _start_all(
     if state.mirrors:
         progress(f"starting {len(state.mirrors)} mirrors")
         await _launch_group(directory, state, paths, state.mirrors)
+    progress("starting the anchor service")
+    await _launch_group(directory, state, paths, [ANCHOR])
     if state.gateways:
         progress(f"starting {len(state.gateways)} gateways and nginx")
         await _launch_group(directory, state, paths, state.gateways)
@@ -674,7 +748,7 @@ async def _launch_group(
 
 # Stop order: the front door first (no new requests reach stopping gateways), then the role
 # processes (producer, mirrors, gateways), then what produces data, storage last.
-_STOP_ORDER = ("camera-", "cluster-", "kubo-", "catalog")
+_STOP_ORDER = ("camera-", "cluster-", "kubo-", "chain", "catalog")
 _FRONT_RANK, _ROLE_RANK = -2, -1
 
 
@@ -799,6 +873,13 @@ def status(directory: Path) -> dict[str, Any]:
         "nodes": nodes,
         "catalog": catalog_url(state),
         "topic": state.topic,
+        "chain": {
+            "rpc": state.chain_url,
+            "contract": state.contract,
+            "period_s": state.period_s,
+            "anchor_admin": f"http://127.0.0.1:{state.anchor_admin_port}",
+            "anchor_config": str(anchor_config_path(directory)),
+        },
         "producer": {
             "admin": state.producer_admin,
             "config": str(producer_config_path(directory)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -96,3 +97,29 @@ async def rtsp_ready(host: str, port: int, path: str, timeout: float = 3.0) -> b
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def _json_rpc(url: str, method: str, params: list[Any]) -> Any:
+    timeout = aiohttp.ClientTimeout(total=3)
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.post(url, json=body) as response:
+        if response.status != 200:
+            return None
+        return (await response.json()).get("result")
+
+
+async def json_rpc_ready(url: str) -> bool:
+    """An Ethereum JSON-RPC node at ``url`` answers eth_chainId."""
+    try:
+        return await _json_rpc(url, "eth_chainId", []) is not None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+
+
+async def contract_deployed(url: str, address: str) -> bool:
+    """The chain at ``url`` holds code at ``address`` (False when it cannot say)."""
+    try:
+        code = await _json_rpc(url, "eth_getCode", [address, "latest"])
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+    return isinstance(code, str) and code not in ("0x", "0x0", "")

@@ -84,6 +84,10 @@ class DevnetState:
     gateway_ports: dict[str, int] = field(default_factory=dict)  # gateway process -> its listen port
     nginx_port: int = 0  # the front door (0: not yet chosen)
     segment_seconds: int = 2  # the devnet producer's segment length
+    period_s: int = 60  # the producer's anchoring period (1 min: anchors show within minutes)
+    chain_port: int = 0  # the local Ethereum node, anvil (0: not yet chosen)
+    contract: str = ""  # the FootageRegistry deployed on it ("": not yet deployed)
+    anchor_admin_port: int = 0  # `camswarm anchor`'s /healthz
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -117,11 +121,16 @@ class DevnetState:
         return f"127.0.0.1:{self.gateway_ports[gateway]}"
 
     @property
+    def chain_url(self) -> str:
+        return f"http://127.0.0.1:{self.chain_port}"
+
+    @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.nginx_port}/"
 
     def used_ports(self) -> set[int]:
         ports = {self.catalog_port, self.admin_port, self.nginx_port, *self.mirror_admin_ports.values()}
+        ports |= {self.chain_port, self.anchor_admin_port}
         ports |= set(self.gateway_ports.values())
         for node in self.nodes:
             ports |= set(asdict(node.ports).values())
@@ -167,6 +176,10 @@ class DevnetState:
             gateway_ports={str(k): int(v) for k, v in obj.get("gateway_ports", {}).items()},
             nginx_port=int(obj.get("nginx_port", 0)),
             segment_seconds=int(obj.get("segment_seconds", 2)),
+            period_s=int(obj.get("period_s", 60)),
+            chain_port=int(obj.get("chain_port", 0)),
+            contract=str(obj.get("contract", "")),
+            anchor_admin_port=int(obj.get("anchor_admin_port", 0)),
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 

@@ -50,7 +50,7 @@ def test_anchor_record_orders_by_seq_and_roots_the_cids() -> None:
     docs = [seg(3, CIDS[2], T0 + timedelta(seconds=4)), seg(1, CIDS[0], T0), seg(2, CIDS[1], T0)]
     rec = record(docs)
     assert rec["_id"] == "factory1/cam1/2026-11-21T10:00:00Z" == anchor_id("factory1", "cam1", T0)
-    assert [s[0] for s in rec["segments"]] == [1, 2, 3]
+    assert [s["seq"] for s in rec["segments"]] == [1, 2, 3]
     assert rec["root"] == period_root(CIDS[:3]).hex()
     assert (rec["count"], rec["first_seq"], rec["last_seq"], rec["period_s"]) == (3, 1, 3, 60)
     with pytest.raises(ValueError, match="at least one segment"):
