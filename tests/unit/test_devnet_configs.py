@@ -207,9 +207,13 @@ def test_front_processes_start_after_mirrors_and_stop_first() -> None:
 
     state = _state(2)
     names = network.process_names(state)
-    assert names[-5:] == ["mirror1", "mirror2", "gateway1", "gateway2", "nginx"]
+    assert names[-6:] == ["mirror1", "mirror2", "anchor", "gateway1", "gateway2", "nginx"]
+    assert names.index("chain") < names.index(
+        "producer"
+    )  # the producer's periods need no chain, the anchor does
     ranks = {name: network._stop_rank(name) for name in names}
     assert ranks["nginx"] < ranks["gateway1"] == ranks["mirror1"] == ranks["producer"] < ranks["kubo-mirror1"]
+    assert ranks["anchor"] == ranks["producer"] < ranks["chain"] < ranks["catalog"]
     assert "nginx" not in network.process_names(_state(0))
 
 
@@ -225,3 +229,27 @@ def test_front_ports_are_planned_once_and_avoid_the_others() -> None:
     assert len(set(ports)) == 3 and not set(ports) & taken
     network._plan_front(state)
     assert (state.gateway_ports, state.nginx_port) == planned
+
+
+def test_anchor_config_parses_and_producer_periods_follow_the_devnet() -> None:
+    import tomllib
+
+    from node.anchoring import AnchorConfig
+    from node.config import parse_section
+    from node.devnet.configs import anchor_config
+
+    text = anchor_config(
+        catalog="mongodb://127.0.0.1:1/",
+        rpc_url="http://127.0.0.1:2",
+        contract="0x" + "ab" * 20,
+        key_file="/tmp/anchor.key",
+        period_s=60,
+        kubo_api="http://127.0.0.1:3",
+        admin_port=4,
+    )
+    settings = parse_section(AnchorConfig, tomllib.loads(text)).anchor
+    assert (settings.period_s, settings.admin_listen, settings.contract) == (
+        60,
+        "127.0.0.1:4",
+        "0x" + "ab" * 20,
+    )
