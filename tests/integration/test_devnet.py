@@ -93,8 +93,8 @@ async def test_cli_lifecycle_leaves_nothing_behind(tmp_path: Path) -> None:
         assert code == 0
         info = json.loads(out)
         pids = [p["pid"] for p in info["processes"].values()]
-        # catalog, (kubo + cluster) x 2, camera, producer, mirror, 2 gateways, nginx
-        assert len(pids) == 1 + 2 * 2 + 1 + 1 + 1 + 2 + 1
+        # catalog, (kubo + cluster) x 2, camera, chain, producer, mirror, anchor, 2 gateways, nginx
+        assert len(pids) == 1 + 2 * 2 + 1 + 1 + 1 + 1 + 1 + 2 + 1
         assert all(p["alive"] for p in info["processes"].values())
         # One mirror: both gateways serve its store.
         assert {g["store"] for g in info["gateways"].values()} == {info["mirrors"]["mirror1"]["store"]}
