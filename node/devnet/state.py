@@ -72,6 +72,10 @@ class ProcessRecord:
     log: str
 
 
+DEFAULT_ENCRYPTED = ("cam1",)
+KEY_ROTATION_SEGMENTS = 10  # the devnet rotates keys often so every run sees a rotation
+
+
 @dataclass
 class DevnetState:
     nodes: list[NodeSpec]
@@ -84,6 +88,8 @@ class DevnetState:
     gateway_ports: dict[str, int] = field(default_factory=dict)  # gateway process -> its listen port
     nginx_port: int = 0  # the front door (0: not yet chosen)
     segment_seconds: int = 2  # the devnet producer's segment length
+    # Devices the producer encrypts (HLS AES-128, master key DIR/master.key); the demo encrypts cam1.
+    encrypted: list[str] = field(default_factory=lambda: list(DEFAULT_ENCRYPTED))
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -167,6 +173,7 @@ class DevnetState:
             gateway_ports={str(k): int(v) for k, v in obj.get("gateway_ports", {}).items()},
             nginx_port=int(obj.get("nginx_port", 0)),
             segment_seconds=int(obj.get("segment_seconds", 2)),
+            encrypted=[str(d) for d in obj.get("encrypted", DEFAULT_ENCRYPTED)],
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 
