@@ -5,6 +5,12 @@ served here; segment files never are: their URIs are short-lived links that
 nginx checks itself (see :mod:`gateway.links`) before serving the file from the
 store with sendfile, or by CID from Kubo when the store lacks it.
 
+Encrypted cameras (HLS AES-128, see :mod:`node.segcrypt`): playlists carry
+``EXT-X-KEY`` lines pointing at ``GET /keys/{factory}/{device}/{key_id}``, which
+answers the 16-byte content key, unwrapped with the master key, to a viewer
+allowed to see that camera, with ``Cache-Control: no-store`` (nginx never caches
+it). Exports decrypt with the same keys.
+
 Sessions live in the catalog (shared by every gateway behind one nginx). The
 cookie is HttpOnly and SameSite=Strict; every state-changing request but login
 must also carry the session's CSRF token in ``X-CSRF-Token``, and login must be
@@ -24,7 +30,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,11 +54,14 @@ from gateway.media import (
     timeline,
 )
 from gateway.users import User, UserStore
-from mirror.playlists import PlaylistSegment, compose_vod
+from mirror.playlists import PlaylistSegment, compose_vod, key_uri
 from mirror.store import DAY_PLAYLIST, INDEX, LIVE_PLAYLIST, StoredSegment
+from node import keys as key_files
+from node import segcrypt
 from node.anchors import build_proof
 from node.announce import NAME, format_start
 from node.catalog import Catalog
+from node.config import ConfigError
 from node.errors import DaemonError
 from node.files import create_private
 from node.layout import day_name
@@ -112,6 +121,15 @@ def load_or_create_secret(path: Path) -> str:
 
 
 ONE_DAY = timedelta(days=1)
+KEY_CACHE_SIZE = 256  # unwrapped content keys kept in memory (a key serves N segments of one camera)
+
+
+def segment_key_uri(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(key URI, IV) of a catalog segment document; (None, None) for a plaintext segment."""
+    key_id, iv = doc.get("key_id"), doc.get("iv")
+    if not isinstance(key_id, str) or not isinstance(iv, str):
+        return None, None
+    return key_uri(str(doc["factory"]), str(doc["device"]), key_id), iv
 
 
 def compose_replay(
@@ -127,7 +145,8 @@ def compose_replay(
             day = day_name(start)
             day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + ONE_DAY
         uri = signer.url(day, d["filename"], d["cid"])
-        segments.append(PlaylistSegment(d["seq"], d["session"], uri, start, float(d["duration"])))
+        key, iv = segment_key_uri(d)
+        segments.append(PlaylistSegment(d["seq"], d["session"], uri, start, float(d["duration"]), key, iv))
     return compose_vod(segments)
 
 
@@ -208,6 +227,8 @@ class Gateway:
         self.catalog = Catalog(node.catalog, node.catalog_db)
         self.secret = load_or_create_secret(node.secret_file)
         self.store = node.store_dir
+        self.master_key = _master_key(node.master_key_file)
+        self.content_keys: OrderedDict[str, bytes] = OrderedDict()
         self.attempts = Attempts(node.login_attempts, node.login_window_s)
         self.days: dict[tuple[str, str, str], DayIndex] = {}
         self.limiter = RateLimiter(30.0)
@@ -363,6 +384,44 @@ class Gateway:
             )
         return web.json_response({"cameras": result})
 
+    # --- handlers: keys ------------------------------------------------------------------------
+
+    async def content_key(self, factory: str, device: str, key_id: str) -> bytes:
+        """A segment's content key, unwrapped (a small LRU); 404 unknown, 503 no master key."""
+        if not segcrypt.KEY_ID.fullmatch(key_id):
+            raise _error(404, "no such key")
+        identity = segcrypt.key_identity(factory, device, key_id)
+        cached = self.content_keys.get(identity)
+        if cached is not None:
+            self.content_keys.move_to_end(identity)
+            return cached
+        if self.master_key is None:
+            raise _error(503, "this gateway has no master_key_file: encrypted cameras cannot be played here")
+        doc = await self.catalog.get_key(factory, device, key_id)
+        if doc is None or not isinstance(doc.get("wrapped"), str):
+            raise _error(404, f"no key {key_id} for {factory}/{device}")
+        try:
+            key = segcrypt.unwrap(doc["wrapped"], self.master_key, identity)
+        except segcrypt.SegmentCryptoError as exc:
+            allowed, suppressed = self.limiter.allow("key_unwrap")
+            if allowed:  # the reason only: never key material
+                log.error("key_unwrap_failed", extra=kv(key=identity, error=exc, suppressed=suppressed))
+            raise _error(503, "this key cannot be opened with this gateway's master key") from None
+        self.content_keys[identity] = key
+        while len(self.content_keys) > KEY_CACHE_SIZE:
+            self.content_keys.popitem(last=False)
+        return key
+
+    async def key(self, request: web.Request) -> web.Response:
+        _, factory, device = await self.require_camera(request)
+        key = await self.content_key(factory, device, request.match_info["key_id"])
+        return web.Response(
+            body=key,
+            content_type="application/octet-stream",
+            # Never stored by nginx or a browser cache: a key is only for a logged-in viewer.
+            headers={"Cache-Control": "no-store, private", "X-Accel-Expires": "0"},
+        )
+
     # --- handlers: media -----------------------------------------------------------------------
 
     def _cid(self, factory: str, device: str, day: str, filename: str) -> str | None:
@@ -433,21 +492,46 @@ class Gateway:
             raise _error(404, f"nothing recorded for {factory}/{device} in that range")
         return chosen
 
-    def _export_source(self, factory: str, device: str, docs: list[Any]) -> str:
-        """A VOD playlist for ffmpeg: local files where the store has them, else Kubo's gateway by CID."""
+    def _export_source(self, factory: str, device: str, docs: list[Any], key_paths: dict[str, Path]) -> str:
+        """A VOD playlist for ffmpeg: local files where the store has them, else Kubo's gateway by CID.
+
+        An encrypted segment's EXT-X-KEY points at its key in ``key_paths`` (key id -> a 0600 file
+        in the export's private temporary directory), so ffmpeg decrypts while it copies.
+        """
         segments = []
         for d in docs:
             local = self.store / factory / device / day_name(d["start"]) / d["filename"]
             uri = str(local) if local.is_file() else f"{self.config.node.kubo_gateway}/ipfs/{d['cid']}"
-            segments.append(PlaylistSegment(d["seq"], d["session"], uri, d["start"], float(d["duration"])))
+            key_id = d.get("key_id")
+            key = str(key_paths[key_id]) if isinstance(key_id, str) else None
+            iv = d.get("iv") if key is not None else None
+            segments.append(
+                PlaylistSegment(d["seq"], d["session"], uri, d["start"], float(d["duration"]), key, iv)
+            )
         return compose_vod(segments)
+
+    async def _export_keys(
+        self, factory: str, device: str, docs: list[Any], directory: Path
+    ) -> dict[str, Path]:
+        """The range's content keys written as files ffmpeg reads (0600, removed with the directory)."""
+        written: dict[str, Path] = {}
+        for d in docs:
+            key_id = d.get("key_id")
+            if not isinstance(key_id, str) or key_id in written:
+                continue
+            key = await self.content_key(factory, device, key_id)
+            path = directory / f"{key_id}.key"
+            await asyncio.to_thread(create_private, path, key)
+            written[key_id] = path
+        return written
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """The range as an MP4 (stream copy, fragmented so it streams while ffmpeg produces it)."""
         _, factory, device = await self.require_camera(request)
         docs = await self._range_docs(request, factory, device)
-        source = await asyncio.to_thread(self._export_source, factory, device, docs)
-        with tempfile.TemporaryDirectory(prefix="camswarm-export-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="camswarm-export-") as tmp:  # 0700
+            key_paths = await self._export_keys(factory, device, docs, Path(tmp))
+            source = await asyncio.to_thread(self._export_source, factory, device, docs, key_paths)
             listing = Path(tmp) / "range.m3u8"
             listing.write_text(source, encoding="utf-8")
             process = await asyncio.create_subprocess_exec(
@@ -520,8 +604,9 @@ class Gateway:
         return web.json_response(proof, headers=headers, dumps=lambda o: json.dumps(o, indent=1))
 
     async def _export_digest(self, factory: str, device: str, docs: list[Any]) -> tuple[str, int]:
-        source = await asyncio.to_thread(self._export_source, factory, device, docs)
-        with tempfile.TemporaryDirectory(prefix="camswarm-proof-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="camswarm-proof-") as tmp:  # 0700
+            key_paths = await self._export_keys(factory, device, docs, Path(tmp))
+            source = await asyncio.to_thread(self._export_source, factory, device, docs, key_paths)
             listing = Path(tmp) / "range.m3u8"
             await asyncio.to_thread(listing.write_text, source, encoding="utf-8")
             process = await asyncio.create_subprocess_exec(
@@ -659,6 +744,7 @@ class Gateway:
         r.add_get(f"/replay/{camera}.m3u8", self.replay)
         r.add_get(f"/export/{camera}.mp4", self.export)
         r.add_get(f"/export/{camera}.proof.json", self.export_proof)
+        r.add_get(f"/keys/{camera}/{{key_id:[^/]{{1,64}}}}", self.key)
         r.add_get("/", self.index)
         r.add_get("/static/{name}", self.static)
         r.add_get("/healthz", self.healthz)
@@ -676,11 +762,21 @@ def export_argv(ffmpeg: str, listing: Path) -> list[str]:
     """
     return [
         ffmpeg, "-nostdin", "-v", "error",
-        "-protocol_whitelist", "file,http,tcp", "-allowed_extensions", "ALL",
+        "-protocol_whitelist", "file,http,tcp,crypto", "-allowed_extensions", "ALL",
         "-i", str(listing), "-map", "0", "-c", "copy", "-map_metadata", "-1",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
         "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1",
     ]  # fmt: skip
+
+
+def _master_key(path: str) -> bytes | None:
+    """The master key when configured; an unusable file is a config error naming the field."""
+    if not path:
+        return None
+    try:
+        return key_files.load_master_key(Path(path).expanduser())
+    except key_files.KeyFileError as exc:
+        raise ConfigError("node.master_key_file", str(exc)) from None
 
 
 def _instant(value: Any) -> str | None:

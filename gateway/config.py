@@ -29,6 +29,9 @@ class GatewayNode:
     login_window_s: float = setting(300.0, min=1, max=86_400)  # ... within this window, then 429
     export_max_s: int = setting(3600, min=10, max=86_400)  # longest replay or export range
     ffmpeg: str = setting("ffmpeg")
+    # The producers' segment-key master key (hex, 0600): lets GET /keys/... hand encrypted cameras'
+    # keys to viewers and exports decrypt. Without it those answer 503; plaintext cameras work.
+    master_key_file: str = setting("")
 
 
 @dataclass(frozen=True)

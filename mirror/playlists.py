@@ -14,6 +14,13 @@ Two playlists per camera:
   later segments, then is skipped with a discontinuity, and the discontinuity
   sequence counts the discontinuities that left the window.
 
+An encrypted segment (HLS AES-128, see :mod:`node.segcrypt`) is preceded by
+``#EXT-X-KEY:METHOD=AES-128,URI=...,IV=0x...`` wherever its key differs from
+the previous listed segment's, and at the top of every playlist, so any window
+is self-contained; a plaintext segment after an encrypted one gets
+``#EXT-X-KEY:METHOD=NONE``. The URI is the gateway's key endpoint
+(:func:`key_uri`): players fetch the key there with the viewer's session.
+
 Every segment carries ``EXT-X-PROGRAM-DATE-TIME``. ``EXT-X-DISCONTINUITY``
 marks a new recording session, a hole in seq, or a jump in time.
 ``EXT-X-TARGETDURATION`` is never below any listed segment's rounded duration.
@@ -34,6 +41,11 @@ TIME_TOLERANCE_S = 0.5
 VERSION = 6
 
 
+def key_uri(factory: str, device: str, key_id: str) -> str:
+    """Where a player gets a segment key: the gateway's ``GET /keys/{factory}/{device}/{key_id}``."""
+    return f"/keys/{factory}/{device}/{key_id}"
+
+
 @dataclass(frozen=True)
 class PlaylistSegment:
     seq: int
@@ -41,10 +53,25 @@ class PlaylistSegment:
     uri: str  # relative to the playlist
     start: datetime  # UTC, timezone-aware
     duration: float
+    key_uri: str | None = None  # set for an encrypted segment, with its IV (32 hex characters)
+    iv: str | None = None
 
     @property
     def end(self) -> datetime:
         return self.start + timedelta(seconds=self.duration)
+
+
+def key_line(segment: PlaylistSegment | None) -> str:
+    """The EXT-X-KEY tag in force for ``segment`` (METHOD=NONE for a plaintext one)."""
+    if segment is None or segment.key_uri is None:
+        return "#EXT-X-KEY:METHOD=NONE"
+    return f'#EXT-X-KEY:METHOD=AES-128,URI="{segment.key_uri}",IV=0x{segment.iv}'
+
+
+def _key_object(segment: PlaylistSegment, encrypted_before: bool) -> m3u8.Key | None:
+    if segment.key_uri is not None:
+        return m3u8.Key("AES-128", None, uri=segment.key_uri, iv=f"0x{segment.iv}")
+    return m3u8.Key("NONE", None) if encrypted_before else None
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,7 @@ def _playlist(
     playlist.target_duration = target_duration(segments)
     playlist.media_sequence = media_sequence
     playlist.discontinuity_sequence = discontinuity_sequence
+    encrypted_before = False
     for index, segment in enumerate(segments):
         playlist.add_segment(
             m3u8.Segment(
@@ -110,8 +138,10 @@ def _playlist(
                 duration=round(segment.duration, 3),
                 program_date_time=segment.start,
                 discontinuity=index > 0 and discontinuous(segments[index - 1], segment),
+                keyobject=_key_object(segment, encrypted_before),
             )
         )
+        encrypted_before = encrypted_before or segment.key_uri is not None
     return playlist
 
 
@@ -131,7 +161,12 @@ def _whole(segments: Iterable[PlaylistSegment], playlist_type: str, *, ended: bo
         f"#EXT-X-PLAYLIST-TYPE:{playlist_type.upper()}",
     ]
     before: PlaylistSegment | None = None
+    key_in_force = key_line(None)  # a playlist starts unencrypted
     for segment in ordered:
+        key = key_line(segment)
+        if key != key_in_force:
+            lines.append(key)
+            key_in_force = key
         if before is not None and discontinuous(before, segment):
             lines.append("#EXT-X-DISCONTINUITY")
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{segment.start.isoformat(timespec='milliseconds')}")

@@ -8,6 +8,11 @@ Layout under ``store_dir``::
     <factory>/<device>/<YYYY-MM-DD>/day.m3u8 the day's EVENT playlist (ENDLIST once over)
     <factory>/<device>/<YYYY-MM-DD>/segments.jsonl  one line per stored segment
 
+An encrypted segment is stored as fetched (ciphertext: size and sha256 checks
+are of what the producer added); its index line carries ``key_id`` and ``iv``
+and the playlists point players at the gateway's key endpoint. A mirror never
+holds a key.
+
 A segment is written to a temporary file, synced and renamed into place, and
 only then appended (synced) to the day's ``segments.jsonl``: the index never
 names a file that is not complete. A file without an index line (a crash in
@@ -30,11 +35,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mirror.playlists import LiveState, PlaylistSegment
+from mirror.playlists import LiveState, PlaylistSegment, key_uri
 from mirror.seqset import SeqSet
 from node.announce import FILENAME, NAME, Announcement, format_start, parse_start
 from node.files import write_atomic
 from node.layout import day_name, is_day_name
+from node.segcrypt import IV_HEX
+from node.segcrypt import KEY_ID as SEGMENT_KEY_ID
 
 INDEX = "segments.jsonl"
 DAY_PLAYLIST = "day.m3u8"
@@ -54,6 +61,8 @@ class StoredSegment:
     start: datetime
     duration: float
     size: int
+    key_id: str | None = None  # an encrypted segment's key and IV (from its announcement)
+    iv: str | None = None
 
     @classmethod
     def of(cls, announcement: Announcement) -> StoredSegment:
@@ -67,6 +76,8 @@ class StoredSegment:
             start=announcement.start_time,
             duration=announcement.duration,
             size=announcement.size,
+            key_id=announcement.key_id,
+            iv=announcement.iv,
         )
 
     @property
@@ -79,10 +90,12 @@ class StoredSegment:
 
     def playlist_segment(self, *, in_day_dir: bool) -> PlaylistSegment:
         uri = self.filename if in_day_dir else f"{self.day}/{self.filename}"
-        return PlaylistSegment(self.seq, self.session, uri, self.start, self.duration)
+        key = None if self.key_id is None else key_uri(self.factory, self.device, self.key_id)
+        return PlaylistSegment(self.seq, self.session, uri, self.start, self.duration, key, self.iv)
 
     def to_line(self) -> str:
-        fields: dict[str, Any] = asdict(self)
+        # A plaintext segment's line is what it was before encryption existed.
+        fields: dict[str, Any] = {k: v for k, v in asdict(self).items() if v is not None}
         fields["start"] = format_start(self.start)
         return json.dumps(fields, sort_keys=True, separators=(",", ":")) + "\n"
 
@@ -95,6 +108,11 @@ class StoredSegment:
             raise ValueError("bad camera name")
         if not FILENAME.fullmatch(segment.filename) or type(segment.seq) is not int:
             raise ValueError("bad filename or seq")
+        if (segment.key_id is None) != (segment.iv is None) or not (
+            segment.key_id is None
+            or (SEGMENT_KEY_ID.fullmatch(segment.key_id) and IV_HEX.fullmatch(str(segment.iv)))
+        ):
+            raise ValueError("bad key_id or iv")
         return segment
 
 

@@ -2,9 +2,13 @@
 
 Pure functions only. Wire format: compact JSON, at most 4 KiB, with the fields
 ``v, producer, factory, device, session, seq, cid, filename, start, duration,
-size, sig``. ``sig`` is Ed25519 over the canonical bytes of all other fields:
-JSON with sorted keys, no whitespace, UTF-8. ``producer`` is the signer's raw
-32-byte public key in unpadded base64url (its key id).
+size, sig`` and, for an encrypted segment only, ``key_id`` and ``iv`` (both or
+neither; see :mod:`node.segcrypt`). ``sig`` is Ed25519 over the canonical bytes
+of all other fields present: JSON with sorted keys, no whitespace, UTF-8, so a
+plaintext segment's announcement is byte for byte what it was before
+encryption existed (``v`` stays 1). ``producer`` is the signer's raw 32-byte
+public key in unpadded base64url (its key id). For an encrypted segment,
+``cid`` and ``size`` are those of the ciphertext.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from node.errors import BadCID
 from node.ipfs_codec import parse_cid
+from node.segcrypt import IV_HEX
+from node.segcrypt import KEY_ID as SEGMENT_KEY_ID
 
 VERSION = 1
 MAX_BYTES = 4096
@@ -59,18 +65,29 @@ class Announcement:
     duration: float  # seconds, at most 3 decimals
     size: int
     sig: str = ""
+    key_id: str | None = None  # the segment's content key (encrypted segments only) ...
+    iv: str | None = None  # ... and its AES-CBC IV, 32 lowercase hex characters
 
     def unsigned_fields(self) -> dict[str, Any]:
-        fields = asdict(self)
+        fields = self.wire_fields()
         del fields["sig"]
         return fields
+
+    def wire_fields(self) -> dict[str, Any]:
+        """The fields as sent: the optional ones only when set."""
+        return {k: v for k, v in asdict(self).items() if k not in OPTIONAL or v is not None}
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key_id is not None
 
     @property
     def start_time(self) -> datetime:
         return parse_start(self.start)
 
 
-FIELDS = frozenset(f.name for f in fields(Announcement))
+OPTIONAL = frozenset({"key_id", "iv"})
+FIELDS = frozenset(f.name for f in fields(Announcement)) - OPTIONAL  # always present
 
 
 def b64url(data: bytes) -> str:
@@ -91,6 +108,7 @@ def from_document(doc: Mapping[str, Any]) -> Announcement:
     KeyError or TypeError when a field is missing or of the wrong kind.
     """
     fields = {name: doc[name] for name in FIELDS}
+    fields.update({name: doc[name] for name in OPTIONAL if doc.get(name) is not None})
     start = fields["start"]
     if isinstance(start, datetime):
         fields["start"] = format_start(start if start.tzinfo else start.replace(tzinfo=UTC))
@@ -136,7 +154,7 @@ def sign(announcement: Announcement, private_key: Ed25519PrivateKey) -> Announce
 def encode(announcement: Announcement) -> bytes:
     if not announcement.sig:
         raise ValueError("announcement is not signed")
-    data = canonical_bytes(asdict(announcement))
+    data = canonical_bytes(announcement.wire_fields())
     if len(data) > MAX_BYTES:
         raise ValueError(f"announcement is {len(data)} bytes, the limit is {MAX_BYTES}")
     return data
@@ -150,7 +168,14 @@ def _require(condition: bool, reason: str, detail: str) -> None:
 def _check_schema(obj: Any) -> Announcement:
     _require(isinstance(obj, dict), "schema", "not a JSON object")
     keys = set(obj)
-    _require(keys == FIELDS, "schema", f"fields {sorted(keys ^ FIELDS)} missing or unexpected")
+    odd = (FIELDS - keys) | (keys - FIELDS - OPTIONAL)
+    _require(not odd, "schema", f"fields {sorted(odd)} missing or unexpected")
+    _require(
+        "key_id" in keys or "iv" not in keys, "schema", "iv without key_id (an encrypted segment has both)"
+    )
+    _require(
+        "iv" in keys or "key_id" not in keys, "schema", "key_id without iv (an encrypted segment has both)"
+    )
     _require(obj["v"] == VERSION and type(obj["v"]) is int, "version", f"unsupported version {obj['v']!r}")
     for name, pattern in (
         ("producer", KEY_ID),
@@ -159,7 +184,11 @@ def _check_schema(obj: Any) -> Announcement:
         ("session", SESSION),
         ("filename", FILENAME),
         ("sig", SIG),
+        ("key_id", SEGMENT_KEY_ID),
+        ("iv", IV_HEX),
     ):
+        if name in OPTIONAL and name not in obj:
+            continue
         value = obj[name]
         _require(isinstance(value, str) and pattern.fullmatch(value) is not None, "schema", f"bad {name}")
     for name in ("seq", "size"):

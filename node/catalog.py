@@ -4,6 +4,8 @@ Collections:
 - ``segments``: one document per recorded segment, unique on
   (factory, device, seq), indexed on (factory, device, start).
 - ``cameras``: each camera's latest state, keyed by ``_id = "factory/device"``.
+- ``keys``: segment content keys, wrapped by the master key (see
+  :mod:`node.segcrypt`), keyed by ``_id = "factory/device/key_id"``.
 - ``sessions``: gateway login sessions, keyed by the sha256 of the cookie value
   (shared by every gateway behind one nginx).
 - ``anchors``: one record per camera and closed period (node/anchors.py): the
@@ -53,6 +55,7 @@ class Catalog(AsyncResource):
         self.anchors = self._db["anchors"]
         self.chain_anchors = self._db["chain_anchors"]
         self.anchor_index = self._db["anchor_index"]
+        self.keys = self._db["keys"]
 
     async def close(self) -> None:
         await self._client.close()
@@ -91,6 +94,25 @@ class Catalog(AsyncResource):
         except PyMongoError as exc:
             raise self._fail("upsert segment", exc) from exc
         return result.upserted_id is not None
+
+    async def upsert_key(self, doc: Mapping[str, Any]) -> bool:
+        """Record a wrapped content key once (``doc["_id"]`` is factory/device/key_id); True if inserted."""
+        fields = {k: v for k, v in doc.items() if k != "_id"}
+        try:
+            result = await self.keys.update_one({"_id": doc["_id"]}, {"$setOnInsert": fields}, upsert=True)
+        except OperationFailure as exc:
+            if exc.code == 11000:
+                return False
+            raise self._fail("upsert key", exc) from exc
+        except PyMongoError as exc:
+            raise self._fail("upsert key", exc) from exc
+        return result.upserted_id is not None
+
+    async def get_key(self, factory: str, device: str, key_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.keys.find_one({"_id": f"{factory}/{device}/{key_id}"})
+        except PyMongoError as exc:
+            raise self._fail("read key", exc) from exc
 
     async def _find_segments(
         self, query: Mapping[str, Any], order: str, limit: int = 0

@@ -1,4 +1,4 @@
-"""The producer's Ed25519 signing key: created once, owner-only, never overwritten."""
+"""Key files: the producer's Ed25519 signing key and the segment-key master key; owner-only."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from node import segcrypt
 from node.files import create_private
 
 
@@ -46,3 +47,29 @@ def _load(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
+
+
+def load_master_key(path: Path) -> bytes:
+    """The segment-key master key (32 bytes, hex in an owner-only file); never logged.
+
+    KeyFileError when the file is missing, readable by group or others, or not a key:
+    a camera that should encrypt must not fall back to plaintext.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise KeyFileError(f"master key file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read master key file {path}: {exc}") from None
+    if mode & 0o077:
+        raise KeyFileError(f"{path} is readable by others; run: chmod 600 {path}")
+    try:
+        return segcrypt.parse_master_key(text)
+    except ValueError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
+
+
+def create_master_key(path: Path) -> bool:
+    """Create a master key file (0600) unless one exists; True when this call created it."""
+    return create_private(path, segcrypt.format_master_key(segcrypt.new_master_key()).encode("ascii"))

@@ -24,6 +24,9 @@ class CameraConfig:
     replication_max: int = setting(3, min=1, max=64)
     retention_days: int = setting(30, min=1, max=3650)
     audio: bool = setting(False)
+    # HLS AES-128: only ciphertext is added to IPFS; needs node.master_key_file.
+    encrypt: bool = setting(False)
+    key_rotation_segments: int = setting(60, min=1, max=100_000)  # a new key after this many segments
 
     def __post_init__(self) -> None:
         if self.replication_min > self.replication_max:
@@ -79,6 +82,9 @@ class NodeSettings:
     local_retention_hours: float = setting(24.0, min=0, max=24 * 365)
     disk_min_free_mb: int = setting(1024, min=0, max=1 << 30)
     ffmpeg: str = setting("ffmpeg")
+    # 32 random bytes in hex, 0600: wraps the segment keys. Required when a camera encrypts;
+    # losing it loses every encrypted segment.
+    master_key_file: str = setting("")
 
     @property
     def key_path(self) -> Path:
@@ -121,6 +127,11 @@ class ProducerConfig:
                     f"must be at least twice camera {camera.key}'s segment_seconds plus 2 s, "
                     f"so a period's last segment is journaled before it closes",
                 )
+        encrypting = [c.key for c in self.cameras if c.encrypt]
+        if encrypting and not self.node.master_key_file:
+            raise ConfigError(
+                "node.master_key_file", f"is required when a camera encrypts ({', '.join(encrypting)})"
+            )
 
 
 def load_config(path: Path) -> ProducerConfig:

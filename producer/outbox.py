@@ -8,6 +8,14 @@ only increase and survive restarts. Work is handed out per camera in seq
 order: a segment whose step keeps failing holds back the later ones of its
 camera (order kept), never those of other cameras.
 
+An encrypting camera's segment is given its content key in the same
+journaling transaction (:class:`KeyPolicy`): the camera's current key while
+it is of the same session and fewer than ``rotation`` segments old, else a new
+one, stored wrapped (never in the clear) in the ``keys`` table. The ``add``
+step then encrypts with that key and IV, which is deterministic, so a
+repeated ``add`` gives the same ciphertext and CID; it records the
+ciphertext's size and sha256 with the CID.
+
 SQLite in WAL mode with ``synchronous=FULL``: a journaled segment survives a
 power cut. The calls are short and synchronous; async callers run them in a
 worker thread.
@@ -56,10 +64,24 @@ CREATE TABLE IF NOT EXISTS segments (
     created_at REAL NOT NULL,
     done_at REAL,
     file_deleted INTEGER NOT NULL DEFAULT 0,
+    key_id TEXT,
+    cipher_size INTEGER,
+    cipher_sha256 TEXT,
     UNIQUE (camera, seq),
     UNIQUE (camera, session, filename)
 );
 CREATE INDEX IF NOT EXISTS segments_pending ON segments (camera, state, seq);
+CREATE TABLE IF NOT EXISTS keys (
+    camera TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    session TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    wrapped TEXT NOT NULL,
+    iv TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (camera, key_id)
+);
+CREATE INDEX IF NOT EXISTS keys_by_seq ON keys (camera, first_seq);
 CREATE TABLE IF NOT EXISTS sessions (
     camera TEXT NOT NULL,
     session TEXT NOT NULL,
@@ -67,6 +89,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (camera, session)
 );
 """
+# Columns added after the first release: an outbox made before gets them at open.
+_ADDED_COLUMNS = {"key_id": "TEXT", "cipher_size": "INTEGER", "cipher_sha256": "TEXT"}
 
 
 def next_step(state: str) -> str | None:
@@ -95,6 +119,31 @@ class NewSegment:
 
 
 @dataclass(frozen=True)
+class NewKey:
+    """A content key made for a camera: its id, the key wrapped by the master key, the IV (hex)."""
+
+    key_id: str
+    wrapped: str
+    iv: str
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """How an encrypting camera's segments get keys: ``new`` makes one, used for ``rotation`` segments."""
+
+    rotation: int
+    new: Callable[[], NewKey]
+
+
+@dataclass(frozen=True)
+class SegmentKey(NewKey):
+    camera: str
+    session: str
+    first_seq: int
+    created_at: float
+
+
+@dataclass(frozen=True)
 class Entry(NewSegment):
     """A journaled segment and where it stands in the pipeline."""
 
@@ -106,10 +155,30 @@ class Entry(NewSegment):
     last_error: str
     not_before: float
     created_at: float
+    key_id: str | None = None  # set when the segment is encrypted
+    cipher_size: int | None = None  # of the ciphertext, known once added
+    cipher_sha256: str | None = None
 
     @property
     def step(self) -> str | None:
         return next_step(self.state)
+
+    @property
+    def published_size(self) -> int:
+        """The size of what was added to IPFS: the ciphertext's for an encrypted segment."""
+        if self.key_id is None:
+            return self.size
+        if self.cipher_size is None:
+            raise ValueError(f"entry {self.id} is encrypted but not added yet")
+        return self.cipher_size
+
+    @property
+    def published_sha256(self) -> str:
+        if self.key_id is None:
+            return self.sha256
+        if self.cipher_sha256 is None:
+            raise ValueError(f"entry {self.id} is encrypted but not added yet")
+        return self.cipher_sha256
 
 
 class Outbox:
@@ -121,6 +190,10 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        have = {str(r["name"]) for r in self._db.execute("PRAGMA table_info(segments)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE segments ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -135,8 +208,11 @@ class Outbox:
             raise
         self._db.execute("COMMIT")
 
-    def journal(self, segment: NewSegment) -> Entry:
-        """Record a completed segment and give it the camera's next seq; idempotent per file."""
+    def journal(self, segment: NewSegment, keys: KeyPolicy | None = None) -> Entry:
+        """Record a completed segment and give it the camera's next seq; idempotent per file.
+
+        With ``keys`` the segment also gets its content key (see the module docstring).
+        """
         with self._tx() as db:
             existing = db.execute(
                 "SELECT * FROM segments WHERE camera=? AND session=? AND filename=?",
@@ -151,9 +227,10 @@ class Outbox:
                 "ON CONFLICT(camera) DO UPDATE SET next_seq=excluded.next_seq",
                 (segment.camera, seq + 1),
             )
+            key_id = None if keys is None else self._key_for(db, segment, seq, keys)
             cursor = db.execute(
                 "INSERT INTO segments (camera, seq, session, filename, path, start, duration, size, sha256,"
-                " state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " state, created_at, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     segment.camera,
                     seq,
@@ -166,10 +243,42 @@ class Outbox:
                     segment.sha256,
                     JOURNALED,
                     self._clock(),
+                    key_id,
                 ),
             )
             assert cursor.lastrowid is not None
             return _read(db, cursor.lastrowid)
+
+    def _key_for(self, db: sqlite3.Connection, segment: NewSegment, seq: int, keys: KeyPolicy) -> str:
+        """The camera's current key if it is of this session and young enough, else a new one."""
+        row = db.execute(
+            "SELECT key_id, session, first_seq FROM keys WHERE camera=? ORDER BY first_seq DESC LIMIT 1",
+            (segment.camera,),
+        ).fetchone()
+        if row is not None and row["session"] == segment.session and seq - row["first_seq"] < keys.rotation:
+            return str(row["key_id"])
+        made = keys.new()
+        db.execute(
+            "INSERT INTO keys (camera, key_id, session, first_seq, wrapped, iv, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (segment.camera, made.key_id, segment.session, seq, made.wrapped, made.iv, self._clock()),
+        )
+        return made.key_id
+
+    def key(self, camera: str, key_id: str) -> SegmentKey:
+        """A content key (wrapped) a segment of ``camera`` was given; KeyError when unknown."""
+        row = self._db.execute("SELECT * FROM keys WHERE camera=? AND key_id=?", (camera, key_id)).fetchone()
+        if row is None:
+            raise KeyError(f"no key {key_id} for {camera}")
+        return SegmentKey(
+            key_id=str(row["key_id"]),
+            wrapped=str(row["wrapped"]),
+            iv=str(row["iv"]),
+            camera=str(row["camera"]),
+            session=str(row["session"]),
+            first_seq=int(row["first_seq"]),
+            created_at=float(row["created_at"]),
+        )
 
     def known(self, camera: str, session: str, filename: str) -> bool:
         """Whether this file of this session is already journaled."""
@@ -198,8 +307,13 @@ class Outbox:
         ).fetchone()
         return _entry(row) if row else None
 
-    def complete(self, entry_id: int, step: str, *, cid: str | None = None) -> Entry:
-        """Commit that ``step`` succeeded; refuses to skip or repeat a step."""
+    def complete(
+        self, entry_id: int, step: str, *, cid: str | None = None, cipher: tuple[int, str] | None = None
+    ) -> Entry:
+        """Commit that ``step`` succeeded; refuses to skip or repeat a step.
+
+        ``cipher`` is the (size, sha256) of an encrypted segment's ciphertext, given with its CID.
+        """
         with self._tx() as db:
             current = _read(db, entry_id)
             if current.step != step:
@@ -207,10 +321,12 @@ class Outbox:
                     f"entry {entry_id} is at {current.state!r}; next step is {current.step!r}, not {step!r}"
                 )
             done_at = self._clock() if step == STEPS[-1] else None
+            size, digest = cipher if cipher is not None else (None, None)
             db.execute(
                 "UPDATE segments SET state=?, cid=COALESCE(?, cid), attempts=0, last_error='', not_before=0,"
-                " done_at=COALESCE(?, done_at) WHERE id=?",
-                (step, cid, done_at, entry_id),
+                " done_at=COALESCE(?, done_at), cipher_size=COALESCE(?, cipher_size),"
+                " cipher_sha256=COALESCE(?, cipher_sha256) WHERE id=?",
+                (step, cid, done_at, size, digest, entry_id),
             )
             return _read(db, entry_id)
 
@@ -279,6 +395,9 @@ def _entry(row: sqlite3.Row) -> Entry:
         last_error=str(row["last_error"]),
         not_before=float(row["not_before"]),
         created_at=float(row["created_at"]),
+        key_id=row["key_id"],
+        cipher_size=row["cipher_size"],
+        cipher_sha256=row["cipher_sha256"],
     )
 
 

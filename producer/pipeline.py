@@ -1,5 +1,11 @@
 """The outbox steps: ipfs add -> cluster pin -> MFS link -> catalog upsert -> signed announcement.
 
+An encrypting camera's segment is encrypted in the ``add`` step (its key and IV
+were fixed when it was journaled), so only ciphertext reaches IPFS, the cluster
+and the mirrors; the local file stays plaintext. The ``catalog`` step records
+the segment's wrapped key in the ``keys`` collection before the segment itself,
+so every segment a mirror or gateway can find has its key recorded.
+
 One worker per camera takes the camera's oldest unfinished segment, runs its
 next step and commits the result before the next, so segments of a camera are
 announced in seq order. A failed step is retried with backoff; while a daemon
@@ -12,16 +18,18 @@ and a repeated announcement is recognised by mirrors by (producer, seq).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node import announce
+from node import announce, segcrypt
 from node.catalog import Catalog
 from node.cluster import ClusterClient
 from node.errors import DaemonError
@@ -31,7 +39,7 @@ from node.logs import RateLimiter, kv
 from producer.config import CameraConfig, ProducerConfig
 from producer.media import MediaInfo, ProbeError, probe
 from producer.metrics import ProducerMetrics
-from producer.outbox import STEPS, AsyncOutbox, Entry
+from producer.outbox import STEPS, AsyncOutbox, Entry, SegmentKey
 
 log = logging.getLogger("camswarm.producer.pipeline")
 
@@ -43,9 +51,42 @@ def pin_expiry(start: datetime, retention_days: int) -> datetime:
     return start + timedelta(days=retention_days)
 
 
-def build_announcement(entry: Entry, camera: CameraConfig, producer_id: str) -> announce.Announcement:
+@dataclass(frozen=True)
+class StepResult:
+    """What a step learnt that the outbox keeps: the CID, and an encrypted segment's (size, sha256)."""
+
+    cid: str | None = None
+    cipher: tuple[int, str] | None = None
+
+
+def encrypt_file(path: Path, key: bytes, iv: bytes) -> tuple[bytes, str]:
+    """The segment's ciphertext and its sha256 (blocking: run it in a thread)."""
+    ciphertext = segcrypt.encrypt(path.read_bytes(), key, iv)
+    return ciphertext, hashlib.sha256(ciphertext).hexdigest()
+
+
+def key_document(camera: CameraConfig, key: SegmentKey) -> dict[str, Any]:
+    """The catalog's ``keys`` document of a content key (wrapped: the catalog never sees it in clear)."""
+    return {
+        "_id": segcrypt.key_identity(camera.factory, camera.device, key.key_id),
+        "factory": camera.factory,
+        "device": camera.device,
+        "key_id": key.key_id,
+        "wrapped": key.wrapped,
+        "iv": key.iv,
+        "first_seq": key.first_seq,
+        "session": key.session,
+        "created_at": datetime.fromtimestamp(key.created_at, UTC),
+    }
+
+
+def build_announcement(
+    entry: Entry, camera: CameraConfig, producer_id: str, key: SegmentKey | None = None
+) -> announce.Announcement:
     if entry.cid is None:
         raise ValueError(f"entry {entry.id} has no CID yet")
+    if (key is None) != (entry.key_id is None) or (key is not None and key.key_id != entry.key_id):
+        raise ValueError(f"entry {entry.id} has key {entry.key_id}, given {key and key.key_id}")
     start = announce.parse_start(entry.start)
     return announce.Announcement(
         v=announce.VERSION,
@@ -58,7 +99,9 @@ def build_announcement(entry: Entry, camera: CameraConfig, producer_id: str) -> 
         filename=published_name(entry.seq, start),
         start=entry.start,
         duration=entry.duration,
-        size=entry.size,
+        size=entry.published_size,
+        key_id=None if key is None else key.key_id,
+        iv=None if key is None else key.iv,
     )
 
 
@@ -72,7 +115,7 @@ def segment_document(
         sig=signed.sig,
         start=start,
         end=start + timedelta(seconds=signed.duration),
-        sha256=entry.sha256,
+        sha256=entry.published_sha256,
         created_at=created_at,
     )
     if media is not None:
@@ -100,6 +143,7 @@ class Publisher:
         key: Ed25519PrivateKey,
         metrics: ProducerMetrics,
         *,
+        master_key: bytes | None = None,
         camera_state: Callable[[str], str] = lambda _: "unknown",
         ffprobe: str = "ffprobe",
         clock: Callable[[], float] = time.time,
@@ -110,6 +154,7 @@ class Publisher:
         self._cluster = cluster
         self._catalog = catalog
         self._key = key
+        self._master_key = master_key
         self.producer_id = announce.key_id(key.public_key())
         self._metrics = metrics
         self._camera_state = camera_state
@@ -143,7 +188,7 @@ class Publisher:
         assert step is not None
         began = time.monotonic()
         try:
-            cid = await self._run_step(step, camera, entry)
+            result = await self._run_step(step, camera, entry)
         except RETRYABLE as exc:
             failed = await self._outbox.call(self._outbox.sync.fail, entry.id, f"{step}: {exc}")
             self._metrics.step_failures.labels(step).inc()
@@ -163,7 +208,9 @@ class Publisher:
                 )
             return
         self._metrics.step_seconds.labels(step).observe(time.monotonic() - began)
-        done = await self._outbox.call(self._outbox.sync.complete, entry.id, step, cid=cid)
+        done = await self._outbox.call(
+            self._outbox.sync.complete, entry.id, step, cid=result.cid, cipher=result.cipher
+        )
         if entry.attempts:
             log.info(
                 "step_recovered", extra=kv(camera=camera.key, seq=entry.seq, step=step, after=entry.attempts)
@@ -173,10 +220,32 @@ class Publisher:
             self._metrics.announce_latency.observe(max(0.0, self._clock() - entry.created_at))
             log.debug("segment_announced", extra=kv(camera=camera.key, seq=entry.seq, cid=done.cid))
 
-    async def _run_step(self, step: str, camera: CameraConfig, entry: Entry) -> str | None:
+    async def _segment_key(self, camera: CameraConfig, entry: Entry) -> SegmentKey | None:
+        if entry.key_id is None:
+            return None
+        return await self._outbox.call(self._outbox.sync.key, camera.key, entry.key_id)
+
+    def _content_key(self, camera: CameraConfig, key: SegmentKey) -> bytes:
+        if self._master_key is None:  # config validation requires it for an encrypting camera
+            raise AssertionError(f"{camera.key} has encrypted segments but no master key is loaded")
+        identity = segcrypt.key_identity(camera.factory, camera.device, key.key_id)
+        return segcrypt.unwrap(key.wrapped, self._master_key, identity)
+
+    async def _add(self, camera: CameraConfig, entry: Entry) -> StepResult:
+        key = await self._segment_key(camera, entry)
+        if key is None:
+            added = await self._kubo.add(Path(entry.path), filename=entry.filename, pin=True)
+            return StepResult(cid=added.cid)
+        content_key = self._content_key(camera, key)
+        ciphertext, digest = await asyncio.to_thread(
+            encrypt_file, Path(entry.path), content_key, bytes.fromhex(key.iv)
+        )
+        added = await self._kubo.add(ciphertext, filename=entry.filename, pin=True)
+        return StepResult(cid=added.cid, cipher=(len(ciphertext), digest))
+
+    async def _run_step(self, step: str, camera: CameraConfig, entry: Entry) -> StepResult:
         if step == "add":
-            result = await self._kubo.add(Path(entry.path), filename=entry.filename, pin=True)
-            return result.cid
+            return await self._add(camera, entry)
         assert entry.cid is not None
         start = announce.parse_start(entry.start)
         if step == "pin":
@@ -199,7 +268,8 @@ class Publisher:
         elif step == "catalog":
             await self._record(camera, entry)
         elif step == "announce":
-            signed = announce.sign(build_announcement(entry, camera, self.producer_id), self._key)
+            key = await self._segment_key(camera, entry)
+            signed = announce.sign(build_announcement(entry, camera, self.producer_id, key), self._key)
             # One publish at a time: Kubo's pubsub drops a message whose seqno is lower than one
             # it already saw from the same peer, and concurrent publishes can reach a peer in
             # either order ("validation ignored"), losing announcements silently.
@@ -207,14 +277,17 @@ class Publisher:
                 await self._kubo.pubsub_pub(self._config.node.topic, announce.encode(signed))
         else:  # pragma: no cover - STEPS is fixed
             raise AssertionError(f"unknown step {step}; steps are {STEPS}")
-        return None
+        return StepResult()
 
     async def _record(self, camera: CameraConfig, entry: Entry) -> None:
         if not self._indexes_ready:
             await self._catalog.ensure_indexes()
             self._indexes_ready = True
         media = await self.session_media(camera, entry.session, Path(entry.path))
-        signed = announce.sign(build_announcement(entry, camera, self.producer_id), self._key)
+        key = await self._segment_key(camera, entry)
+        if key is not None:  # the key before the segment: nothing listed lacks its key
+            await self._catalog.upsert_key(key_document(camera, key))
+        signed = announce.sign(build_announcement(entry, camera, self.producer_id, key), self._key)
         doc = segment_document(signed, entry, media, datetime.fromtimestamp(self._clock(), UTC))
         await self._catalog.upsert_segment(doc)
         await self._catalog.set_camera_state(

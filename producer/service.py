@@ -19,22 +19,24 @@ import logging
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from node import keys
+from node import keys, segcrypt
 from node.announce import format_start
 from node.catalog import Catalog
 from node.cluster import ClusterClient
+from node.config import ConfigError
 from node.kubo import KuboClient
 from node.logs import RateLimiter, kv
 from producer.config import CameraConfig, ProducerConfig
 from producer.media import ffprobe_for
 from producer.metrics import ProducerMetrics
-from producer.outbox import AsyncOutbox, NewSegment, Outbox
+from producer.outbox import AsyncOutbox, KeyPolicy, NewKey, NewSegment, Outbox
 from producer.periods import PeriodCloser
 from producer.pipeline import Publisher
 from producer.recorder import CameraRecorder, JournalError, recover_sessions
@@ -73,6 +75,12 @@ class Producer:
         self.key, created = keys.load_or_create(node.key_path)
         if created:
             log.info("producer_key_created", extra=kv(path=node.key_path))
+        self.master_key = self._load_master_key()
+        self.key_policies = {
+            c.key: KeyPolicy(c.key_rotation_segments, self._key_maker(c))
+            for c in config.cameras
+            if c.encrypt and self.master_key is not None
+        }
         self.outbox = AsyncOutbox(Outbox(node.state_dir / "outbox.sqlite3"))
         self.kubo = KuboClient(node.kubo_api, timeout=60)
         self.cluster = ClusterClient(node.cluster_api, timeout=30)
@@ -97,12 +105,40 @@ class Producer:
             self.catalog,
             self.key,
             self.metrics,
+            master_key=self.master_key,
             camera_state=lambda key: self.recorders[key].state,
             ffprobe=ffprobe_for(node.ffmpeg),
         )
         self.periods = PeriodCloser(
             config.anchoring, self.outbox, self.kubo, self.catalog, self.publisher.producer_id
         )
+
+    def _load_master_key(self) -> bytes | None:
+        """The master key when a camera encrypts; a missing or unusable file refuses to start."""
+        node = self.config.node
+        if not any(c.encrypt for c in self.config.cameras):
+            return None
+        try:
+            master = keys.load_master_key(Path(node.master_key_file).expanduser())
+        except keys.KeyFileError as exc:
+            raise ConfigError("node.master_key_file", str(exc)) from None
+        encrypting = [c.key for c in self.config.cameras if c.encrypt]
+        log.info(
+            "segment_encryption", extra=kv(cameras=",".join(encrypting), master_key=node.master_key_file)
+        )
+        return master
+
+    def _key_maker(self, camera: CameraConfig) -> Callable[[], NewKey]:
+        master = self.master_key
+        assert master is not None
+
+        def new() -> NewKey:
+            key_id = segcrypt.new_key_id()
+            identity = segcrypt.key_identity(camera.factory, camera.device, key_id)
+            wrapped = segcrypt.wrap(segcrypt.new_content_key(), master, identity)
+            return NewKey(key_id=key_id, wrapped=wrapped, iv=segcrypt.new_iv().hex())
+
+        return new
 
     # --- segments ---------------------------------------------------------------------
 
@@ -135,6 +171,7 @@ class Producer:
                     size=size,
                     sha256=digest,
                 ),
+                self.key_policies.get(camera.key),
             )
         except sqlite3.Error as exc:  # e.g. "database or disk is full": the transaction rolled back
             allowed, suppressed = self._limiter.allow("journal_failed")

@@ -156,6 +156,8 @@ class ProducerCamera:
     factory: str
     device: str
     rtsp_url: str
+    encrypt: bool = False
+    key_rotation_segments: int = 60
 
 
 def producer_config(
@@ -170,6 +172,7 @@ def producer_config(
     segment_seconds: int = 2,
     replication: tuple[int, int] = (1, 3),
     period_s: int = 3600,
+    master_key_file: str = "",
 ) -> str:
     """The devnet producer's TOML config (same format as docs/producer.example.toml)."""
     lines = [
@@ -188,6 +191,8 @@ def producer_config(
         f"period_s = {period_s}",
         f"close_delay_s = {2 * segment_seconds + 4}",
     ]
+    if master_key_file:
+        lines.append(f"master_key_file = {_toml_str(master_key_file)}")
     for cam in cameras:
         lines += [
             "",
@@ -200,6 +205,8 @@ def producer_config(
             f"replication_max = {replication[1]}",
             "retention_days = 7",
         ]
+        if cam.encrypt:
+            lines += ["encrypt = true", f"key_rotation_segments = {cam.key_rotation_segments}"]
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +246,7 @@ def gateway_config(
     catalog: str,
     users_file: str,
     secret_file: str,
+    master_key_file: str = "",
 ) -> str:
     """A devnet gateway's TOML config (same format as docs/gateway.example.toml)."""
     lines = [
@@ -251,6 +259,8 @@ def gateway_config(
         f"users_file = {_toml_str(users_file)}",
         f"secret_file = {_toml_str(secret_file)}",
     ]
+    if master_key_file:
+        lines.append(f"master_key_file = {_toml_str(master_key_file)}")
     return "\n".join(lines) + "\n"
 
 

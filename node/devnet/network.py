@@ -18,7 +18,7 @@ import pwd
 import secrets
 import shutil
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from node.devnet.configs import (
     producer_config,
 )
 from node.devnet.state import (
+    KEY_ROTATION_SEGMENTS,
     NGINX,
     CameraSpec,
     DevnetState,
@@ -53,6 +54,7 @@ from node.devnet.state import (
 )
 from node.errors import DaemonHTTPError
 from node.files import write_atomic
+from node.keys import create_master_key
 from node.kubo import KuboClient
 from node.logs import kv
 from node.procs import (
@@ -298,6 +300,17 @@ def _start_mirror(directory: Path, state: DevnetState, name: str) -> None:
     _start(directory, state, name, argv, executable="node.cli")
 
 
+def master_key_path(directory: Path) -> Path:
+    return directory / "master.key"
+
+
+def _master_key(directory: Path) -> Path:
+    """The segment-key master key, created once (0600) and given to the producer and the gateways."""
+    path = master_key_path(directory)
+    create_master_key(path)
+    return path
+
+
 def _start_producer(directory: Path, state: DevnetState) -> None:
     node = state.node("producer")
     peers = len(state.nodes)
@@ -308,10 +321,14 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
         topic=state.topic,
         state_dir=str(producer_state_dir(directory)),
         admin_port=state.admin_port,
-        cameras=[ProducerCamera(c.factory, c.device, c.rtsp) for c in state.cameras],
+        cameras=[
+            ProducerCamera(c.factory, c.device, c.rtsp, c.device in state.encrypted, KEY_ROTATION_SEGMENTS)
+            for c in state.cameras
+        ],
         segment_seconds=state.segment_seconds,
         replication=(min(2, peers), peers),
         period_s=state.period_s,
+        master_key_file=str(_master_key(directory)) if state.encrypted else "",
     )
     write_atomic(producer_config_path(directory), text, private=True)
     argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(producer_config_path(directory))]
@@ -471,6 +488,7 @@ def _start_gateway(directory: Path, state: DevnetState, name: str) -> None:
         catalog=catalog_url(state),
         users_file=str(users_path(directory)),
         secret_file=str(link_secret_path(directory)),
+        master_key_file=str(_master_key(directory)),  # gateways hand keys to viewers; mirrors never
     )
     path = gateway_config_path(directory, name)
     write_atomic(path, text, private=True)
@@ -555,12 +573,14 @@ async def up(
     producer: bool = True,
     segment_seconds: int | None = None,
     period_s: int | None = None,
+    encrypted: Sequence[str] | None = None,
     progress: Progress = _quiet,
 ) -> DevnetState:
     """Start (or restart) the devnet in ``directory``; return once every service answers.
 
     ``segment_seconds`` sets the producer's segment length (kept in the state, so a restarted
-    producer keeps it; 2 s for a new devnet when not given).
+    producer keeps it; 2 s for a new devnet when not given). ``encrypted`` names the devices
+    the producer encrypts (kept in the state likewise; cam1 for a new devnet when not given).
     """
     if mirrors < 0 or mirrors > 8:
         raise DevnetError("--mirrors must be between 0 and 8")
@@ -601,6 +621,8 @@ async def up(
         state.segment_seconds = segment_seconds
     if period_s is not None:
         state.period_s = period_s
+    if encrypted is not None:
+        state.encrypted = list(encrypted)
     if state.gateways:
         await asyncio.to_thread(_ensure_demo_users, directory)  # argon2 hashing takes a moment
     try:

@@ -72,6 +72,10 @@ class ProcessRecord:
     log: str
 
 
+DEFAULT_ENCRYPTED = ("cam1",)
+KEY_ROTATION_SEGMENTS = 10  # the devnet rotates keys often so every run sees a rotation
+
+
 @dataclass
 class DevnetState:
     nodes: list[NodeSpec]
@@ -88,6 +92,8 @@ class DevnetState:
     chain_port: int = 0  # the local Ethereum node, anvil (0: not yet chosen)
     contract: str = ""  # the FootageRegistry deployed on it ("": not yet deployed)
     anchor_admin_port: int = 0  # `camswarm anchor`'s /healthz
+    # Devices the producer encrypts (HLS AES-128, master key DIR/master.key); the demo encrypts cam1.
+    encrypted: list[str] = field(default_factory=lambda: list(DEFAULT_ENCRYPTED))
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
 
@@ -180,6 +186,7 @@ class DevnetState:
             chain_port=int(obj.get("chain_port", 0)),
             contract=str(obj.get("contract", "")),
             anchor_admin_port=int(obj.get("anchor_admin_port", 0)),
+            encrypted=[str(d) for d in obj.get("encrypted", DEFAULT_ENCRYPTED)],
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
         )
 

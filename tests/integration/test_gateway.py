@@ -56,6 +56,8 @@ async def gateway(
         login_attempts=3,
         login_window_s=60,
         export_max_s=600,
+        # The devnet encrypts cam1: like the devnet's gateways, this one holds the master key.
+        master_key_file=str(Path(devnet["dir"]) / "master.key"),
     )
     gw = Gateway(GatewayConfig(node=node))
     server = TestServer(gw.app())

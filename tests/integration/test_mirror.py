@@ -63,7 +63,9 @@ class Net:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Net]:
     directory = tmp_path_factory.mktemp("mirror-devnet")
-    await network.up(directory, mirrors=len(MIRRORS), cameras=len(CAMERAS))
+    # Plaintext cameras: this module compares stored bytes with the producer's files and decodes the
+    # store's day playlists directly; encrypted segments are covered by test_encryption.py.
+    await network.up(directory, mirrors=len(MIRRORS), cameras=len(CAMERAS), encrypted=())
     try:
         yield Net(directory, network.status(directory))
     finally:

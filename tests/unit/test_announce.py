@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,6 +11,16 @@ from hypothesis import strategies as st
 from node import announce
 from node.announce import AnnouncementError
 from tests.unit.samples import CID, KEY, OTHER, OTHER_CID, TRUSTED, draft, signed, tamper
+
+KEY_ID = "k" + "A" * 22
+IV = "00112233445566778899aabbccddeeff"
+
+
+def _stripped(data: bytes) -> bytes:
+    """An encrypted segment's announcement passed off as a plaintext one."""
+    obj = json.loads(data)
+    del obj["key_id"], obj["iv"]
+    return json.dumps(obj).encode()
 
 
 def test_round_trip() -> None:
@@ -53,6 +64,17 @@ def test_canonical_bytes_are_sorted_and_compact() -> None:
             id="tampered-cid",
         ),
         pytest.param(announce.encode(announce.sign(draft(), OTHER)), "unknown_producer", id="unknown-key"),
+        pytest.param(tamper(signed(), key_id=KEY_ID), "schema", id="key-id-without-iv"),
+        pytest.param(tamper(signed(), iv=IV), "schema", id="iv-without-key-id"),
+        pytest.param(tamper(signed(), key_id=None, iv=None), "schema", id="null-key-fields"),
+        pytest.param(tamper(signed(key_id=KEY_ID, iv=IV), iv=IV.upper()), "schema", id="iv-uppercase"),
+        pytest.param(tamper(signed(key_id=KEY_ID, iv=IV), iv=IV[:-2]), "schema", id="iv-short"),
+        pytest.param(tamper(signed(key_id=KEY_ID, iv=IV), key_id="k/../x"), "schema", id="key-id-path"),
+        pytest.param(tamper(signed(key_id=KEY_ID, iv=IV), iv="f" * 32), "bad_signature", id="tampered-iv"),
+        pytest.param(
+            tamper(signed(key_id=KEY_ID, iv=IV), key_id="k" + "B" * 22), "bad_signature", id="tampered-key-id"
+        ),
+        pytest.param(_stripped(signed(key_id=KEY_ID, iv=IV)), "bad_signature", id="key-fields-stripped"),
     ],
 )
 def test_rejects(payload: bytes, reason: str) -> None:
@@ -68,6 +90,29 @@ def test_key_claimed_by_another_producer_fails_signature() -> None:
     with pytest.raises(AnnouncementError) as info:
         announce.decode(forged, TRUSTED)
     assert info.value.reason == "bad_signature"
+
+
+def test_plaintext_announcement_bytes_are_unchanged_by_the_optional_fields() -> None:
+    """Old messages (and the catalog documents made from them) keep verifying: v stays 1."""
+    obj = json.loads(signed())
+    assert "key_id" not in obj and "iv" not in obj
+    assert set(obj) == announce.FIELDS
+
+
+def test_encrypted_round_trip_covers_key_fields() -> None:
+    got = announce.decode(signed(key_id=KEY_ID, iv=IV), TRUSTED)
+    assert (got.key_id, got.iv, got.encrypted) == (KEY_ID, IV, True)
+    assert not announce.decode(signed(), TRUSTED).encrypted
+
+
+def test_from_document_keeps_key_fields() -> None:
+    got = announce.decode(signed(key_id=KEY_ID, iv=IV), TRUSTED)
+    doc = {**got.wire_fields(), "start": got.start_time, "end": got.start_time, "sha256": "x"}
+    rebuilt = announce.from_document(doc)
+    assert announce.decode(announce.encode(rebuilt), TRUSTED) == got
+    plain = announce.decode(signed(), TRUSTED)
+    doc = {**plain.wire_fields(), "start": plain.start_time, "key_id": None}
+    assert announce.from_document(doc) == plain
 
 
 def test_unsigned_cannot_be_encoded() -> None:

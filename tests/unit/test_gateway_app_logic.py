@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import Attempts, DayIndex, Gateway, load_or_create_secret
+from gateway.app import Attempts, DayIndex, Gateway, compose_replay, load_or_create_secret, segment_key_uri
 from gateway.config import GatewayConfig, GatewayNode
 from mirror.store import StoredSegment
+from node.config import ConfigError
 
 
 def line(filename: str, cid: str) -> str:
@@ -122,3 +124,70 @@ async def test_aiohttp_errors_keep_their_status_as_json(tmp_path: Path) -> None:
                     assert response.headers["Allow"]
     finally:
         await gateway.close()
+
+
+def _doc(seq: int, key: int | None) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "factory": "factory1",
+        "device": "cam1",
+        "seq": seq,
+        "session": "20261121T060000Z",
+        "filename": f"060000-{seq:010d}.ts",
+        "cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+        "start": datetime(2026, 11, 21, 6, 0, 2 * seq, tzinfo=UTC),
+        "duration": 2.0,
+    }
+    if key is not None:
+        doc.update(key_id=f"k{key:022d}", iv=f"{key:032x}")
+    return doc
+
+
+def test_replay_lists_each_key_before_its_first_segment() -> None:
+    docs = [_doc(0, 1), _doc(1, 1), _doc(2, 2), _doc(3, None)]
+    text = compose_replay("factory1", "cam1", docs, secret="s" * 43, expires=2_000_000_000)
+    keys = [line for line in text.splitlines() if line.startswith("#EXT-X-KEY")]
+    assert keys == [
+        f'#EXT-X-KEY:METHOD=AES-128,URI="/keys/factory1/cam1/k{1:022d}",IV=0x{1:032x}',
+        f'#EXT-X-KEY:METHOD=AES-128,URI="/keys/factory1/cam1/k{2:022d}",IV=0x{2:032x}',
+        "#EXT-X-KEY:METHOD=NONE",
+    ]
+    assert segment_key_uri(_doc(0, None)) == (None, None)
+
+
+async def test_key_endpoint_without_master_key_or_session(tmp_path: Path) -> None:
+    """Anonymous: 401 before anything else; a gateway without master key answers 503 (not a crash)."""
+    users = tmp_path / "users.json"
+    users.write_text('{"version": 1, "users": {}}')
+    users.chmod(0o600)
+    node = GatewayNode(
+        store_dir=tmp_path,
+        users_file=users,
+        secret_file=tmp_path / "secret",
+        catalog="mongodb://127.0.0.1:1/",
+    )
+    gateway = Gateway(GatewayConfig(node=node))
+    try:
+        assert gateway.master_key is None
+        async with TestClient(TestServer(gateway.app())) as client:
+            response = await client.get(f"/keys/factory1/cam1/k{1:022d}")
+            assert response.status == 401 and "error" in await response.json()
+        with pytest.raises(web.HTTPServiceUnavailable):
+            await gateway.content_key("factory1", "cam1", f"k{1:022d}")
+        with pytest.raises(web.HTTPNotFound):
+            await gateway.content_key("factory1", "cam1", "../../etc")
+    finally:
+        await gateway.close()
+
+
+def test_unreadable_master_key_is_a_config_error(tmp_path: Path) -> None:
+    key = tmp_path / "master.key"
+    key.write_text("ab" * 32)
+    key.chmod(0o644)
+    node = GatewayNode(
+        store_dir=tmp_path,
+        users_file=tmp_path / "users.json",
+        secret_file=tmp_path / "secret",
+        master_key_file=str(key),
+    )
+    with pytest.raises(ConfigError, match=r"node\.master_key_file.*chmod 600"):
+        Gateway(GatewayConfig(node=node))

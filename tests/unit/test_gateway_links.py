@@ -218,6 +218,18 @@ def test_render_playlist_cache_key_holds_the_session() -> None:
     assert all("$cookie_camswarm_session" in k for k in playlist_keys)
 
 
+def test_render_keys_are_never_cached() -> None:
+    text = _render()
+    match = re.search(r"location \^~ /keys/ \{(.*?)\n        \}", text, re.S)
+    assert match is not None, "segment keys have their own location"
+    block = match.group(1)
+    for directive in ("proxy_cache off;", "proxy_no_cache 1;", "proxy_cache_bypass 1;", "no-store, private"):
+        assert directive in block
+    # No server-level cache that the location could inherit.
+    server = text[text.index("server {") :]
+    assert not re.search(r"^        proxy_cache ", server, re.M)
+
+
 def test_render_gzip_types_are_text_only() -> None:
     match = re.search(r"gzip_types([^;]*);", _render())
     assert match is not None

@@ -17,6 +17,7 @@ from mirror.playlists import (
     compose_live,
     compose_vod,
     in_seq_order,
+    key_uri,
     rounded,
     target_duration,
 )
@@ -25,16 +26,22 @@ T0 = datetime(2026, 11, 21, 6, 0, 0, tzinfo=UTC)
 
 
 def timeline(
-    durations: list[float], sessions: list[int] | None = None, gaps: set[int] | None = None
+    durations: list[float],
+    sessions: list[int] | None = None,
+    gaps: set[int] | None = None,
+    keys: list[int | None] | None = None,
 ) -> list[PlaylistSegment]:
-    """Back-to-back segments; ``gaps`` are seqs preceded by a 30 s jump in time."""
+    """Back-to-back segments; ``gaps`` are seqs preceded by a 30 s jump in time; ``keys`` number
+    each segment's key (None: plaintext)."""
     out = []
     start = T0
     for seq, duration in enumerate(durations):
         if gaps and seq in gaps:
             start += timedelta(seconds=30)
         session = f"S{(sessions or [0] * len(durations))[seq]}"
-        out.append(PlaylistSegment(seq, session, f"{seq:06d}.ts", start, duration))
+        key = (keys or [None] * len(durations))[seq]
+        uri, iv = (None, None) if key is None else (key_uri("f1", "cam1", f"k{key:022d}"), f"{key:032x}")
+        out.append(PlaylistSegment(seq, session, f"{seq:06d}.ts", start, duration, uri, iv))
         start += timedelta(seconds=duration)
     return out
 
@@ -158,8 +165,62 @@ def _meaning(text: str) -> tuple[object, ...]:
         playlist.playlist_type,
         playlist.is_endlist,
         playlist.is_independent_segments,
-        [(s.uri, s.duration, s.program_date_time, bool(s.discontinuity)) for s in playlist.segments],
+        [(s.uri, s.duration, s.program_date_time, bool(s.discontinuity), _key(s)) for s in playlist.segments],
     )
+
+
+def _key(segment: m3u8.Segment) -> tuple[str, str | None, str | None]:
+    """The key a player uses for ``segment``: what the last EXT-X-KEY before it says."""
+    key = segment.key
+    if key is None or key.method == "NONE":
+        return ("NONE", None, None)
+    return (key.method, key.uri, key.iv)
+
+
+def _expected_key(segment: PlaylistSegment) -> tuple[str, str | None, str | None]:
+    if segment.key_uri is None:
+        return ("NONE", None, None)
+    return ("AES-128", segment.key_uri, f"0x{segment.iv}")
+
+
+KEYED = [1, 1, 1, 2, 2, None, None, 3, 3, 3]
+
+
+def test_key_lines_before_each_key_run_and_none_after_encryption_ends() -> None:
+    segs = timeline([2.0] * 10, sessions=[0] * 5 + [1] * 5, keys=KEYED)
+    text = compose_day(segs, ended=True)
+    playlist = parsed(text)
+    assert [_key(s) for s in playlist.segments] == [_expected_key(s) for s in segs]
+    keys = [line for line in text.splitlines() if line.startswith("#EXT-X-KEY")]
+    assert keys == [
+        f'#EXT-X-KEY:METHOD=AES-128,URI="/keys/f1/cam1/k{1:022d}",IV=0x{1:032x}',
+        f'#EXT-X-KEY:METHOD=AES-128,URI="/keys/f1/cam1/k{2:022d}",IV=0x{2:032x}',
+        "#EXT-X-KEY:METHOD=NONE",
+        f'#EXT-X-KEY:METHOD=AES-128,URI="/keys/f1/cam1/k{3:022d}",IV=0x{3:032x}',
+    ]
+    lines = text.splitlines()
+    first_segment = next(i for i, line in enumerate(lines) if line.startswith("#EXT-X-PROGRAM-DATE-TIME"))
+    assert lines[first_segment - 1] == keys[0], "the key comes before the first segment's tags"
+
+
+def test_plaintext_playlists_have_no_key_lines() -> None:
+    text = compose_day(timeline([2.0] * 4), ended=False)
+    assert "#EXT-X-KEY" not in text
+
+
+@given(st.integers(0, 9), st.integers(1, 10))
+@settings(max_examples=60, deadline=None)
+def test_every_live_window_is_self_contained(start: int, window: int) -> None:
+    """Whatever part of the key runs a live window shows, each segment gets its own key."""
+    segs = timeline([2.0] * 10, sessions=[0] * 5 + [1] * 5, keys=KEYED)
+    previous = LiveState(media_sequence=start, first_seq=start, last_seq=start - 1)
+    text, _ = compose_live(segs, window=window, previous=previous)
+    playlist = parsed(text)
+    shown = {s.uri: s for s in segs}
+    assert playlist.segments, "the window shows something"
+    assert [_key(s) for s in playlist.segments] == [_expected_key(shown[s.uri]) for s in playlist.segments]
+    if shown[playlist.segments[0].uri].key_uri is not None:
+        assert text.index("#EXT-X-KEY") < text.index("#EXTINF"), "the window opens with its key"
 
 
 @given(
@@ -167,11 +228,12 @@ def _meaning(text: str) -> tuple[object, ...]:
     st.lists(st.integers(0, 2), min_size=30, max_size=30),
     st.sets(st.integers(0, 29)),
     st.booleans(),
+    st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=30, max_size=30),
 )
 @settings(max_examples=80, deadline=None)
 def test_whole_playlists_mean_what_the_m3u8_model_writes(
-    lengths: list[float], sessions: list[int], gaps: set[int], ended: bool
+    lengths: list[float], sessions: list[int], gaps: set[int], ended: bool, keys: list[int | None]
 ) -> None:
-    segs = timeline(lengths, sessions=sessions[: len(lengths)], gaps=gaps)
+    segs = timeline(lengths, sessions=sessions[: len(lengths)], gaps=gaps, keys=keys[: len(lengths)])
     assert _meaning(compose_day(segs, ended=ended)) == _meaning(_through_the_model(segs, "event", ended))
     assert _meaning(compose_vod(segs)) == _meaning(_through_the_model(segs, "vod", True))

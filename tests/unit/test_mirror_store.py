@@ -266,3 +266,29 @@ def test_playlist_segment_uri(tmp_path: Path) -> None:
     assert seg.playlist_segment(in_day_dir=True).uri == "seg-000003.ts"
     assert seg.playlist_segment(in_day_dir=False).uri == "2026-11-21/seg-000003.ts"
     assert format_start(seg.end) == "2026-11-21T00:00:02.000Z"
+
+
+def test_index_lines_carry_an_encrypted_segments_key_and_iv(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    plain = segment(1)
+    keyed = replace(segment(2), key_id="k" + "A" * 22, iv="ab" * 16)
+    put(store, plain, keyed)
+    assert "key_id" not in plain.to_line(), "a plaintext line is what it was before encryption"
+    got = store.read_day(plain.factory, plain.device, plain.day)
+    assert got[1] == plain and got[2] == keyed
+    listed = keyed.playlist_segment(in_day_dir=True)
+    assert (listed.key_uri, listed.iv) == (f"/keys/{keyed.factory}/{keyed.device}/{keyed.key_id}", "ab" * 16)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"key_id": "k" + "A" * 22}, id="key-without-iv"),
+        pytest.param({"key_id": "../x", "iv": "ab" * 16}, id="bad-key-id"),
+        pytest.param({"key_id": "k" + "A" * 22, "iv": "AB" * 16}, id="bad-iv"),
+    ],
+)
+def test_bad_key_fields_make_an_index_line_unreadable(changes: dict[str, str]) -> None:
+    line = json.loads(segment(1).to_line())
+    with pytest.raises(ValueError, match="key_id or iv"):
+        StoredSegment.from_line(json.dumps({**line, **changes}))

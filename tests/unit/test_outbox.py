@@ -4,6 +4,7 @@ every segment done exactly once, in order."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.outbox import JOURNALED, STEPS, NewSegment, Outbox, backoff, next_step
+from producer.outbox import JOURNALED, STEPS, KeyPolicy, NewKey, NewSegment, Outbox, backoff, next_step
 
 
 def _segment(camera: str, n: int, session: str = "20261121T000000Z") -> NewSegment:
@@ -140,3 +141,77 @@ def test_any_failures_and_crashes_end_done_exactly_once_in_order(schedule: list[
                     assert current in (previous, previous + 1)
         assert box.depth()[0] == 0
         box.close()
+
+
+class _Keys:
+    """A KeyPolicy's key maker that counts what it made (no real crypto needed here)."""
+
+    def __init__(self, rotation: int) -> None:
+        self.made = 0
+        self.policy = KeyPolicy(rotation, self.new)
+
+    def new(self) -> NewKey:
+        self.made += 1
+        return NewKey(key_id=f"k{self.made:022d}", wrapped=f"v1.wrapped{self.made}", iv=f"{self.made:032x}")
+
+
+def test_keys_rotate_every_n_segments_and_on_a_new_session(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    keys = _Keys(rotation=3)
+    ids = [box.journal(_segment("f/a", n), keys.policy).key_id for n in range(7)]
+    assert ids == [f"k{i:022d}" for i in (1, 1, 1, 2, 2, 2, 3)]
+    new_session = box.journal(_segment("f/a", 7, session="20261121T010000Z"), keys.policy)
+    assert new_session.key_id == f"k{4:022d}", "a new session starts a new key"
+    assert box.journal(_segment("f/b", 0), keys.policy).key_id == f"k{5:022d}", "keys are per camera"
+    key = box.key("f/a", f"k{2:022d}")
+    assert (key.first_seq, key.iv, key.wrapped) == (3, f"{2:032x}", "v1.wrapped2")
+    with pytest.raises(KeyError):
+        box.key("f/b", f"k{2:022d}")
+    assert box.journal(_segment("f/c", 0)).key_id is None, "a camera without a policy stays plaintext"
+
+
+def test_a_journaled_key_survives_restart_and_rejournaling(tmp_path: Path) -> None:
+    db = tmp_path / "o.sqlite"
+    box = Outbox(db)
+    keys = _Keys(rotation=10)
+    first = box.journal(_segment("f/a", 0), keys.policy)
+    box.close()
+    box = Outbox(db)
+    assert box.journal(_segment("f/a", 0), keys.policy).key_id == first.key_id
+    assert box.journal(_segment("f/a", 1), keys.policy).key_id == first.key_id
+    assert keys.made == 1
+
+
+def test_cipher_size_and_hash_are_published(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    entry = box.journal(_segment("f/a", 0), _Keys(rotation=10).policy)
+    with pytest.raises(ValueError, match="not added"):
+        _ = entry.published_size
+    done = box.complete(entry.id, "add", cid="bafy", cipher=(1008, "cd" * 32))
+    assert (done.published_size, done.published_sha256, done.size) == (1008, "cd" * 32, 1000)
+    plain = box.journal(_segment("f/b", 0))
+    assert (plain.published_size, plain.published_sha256) == (1000, "00" * 32)
+
+
+def test_an_outbox_from_before_encryption_gets_the_new_columns(tmp_path: Path) -> None:
+    db = tmp_path / "o.sqlite"
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE segments (id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, session TEXT NOT NULL, filename TEXT NOT NULL, path TEXT NOT NULL,"
+        " start TEXT NOT NULL, duration REAL NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+        " state TEXT NOT NULL, cid TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
+        " last_error TEXT NOT NULL DEFAULT '', not_before REAL NOT NULL DEFAULT 0,"
+        " created_at REAL NOT NULL, done_at REAL, file_deleted INTEGER NOT NULL DEFAULT 0,"
+        " UNIQUE (camera, seq), UNIQUE (camera, session, filename));"
+        "INSERT INTO segments (camera, seq, session, filename, path, start, duration, size, sha256, state,"
+        " created_at) VALUES ('f/a', 0, 's', 'seg-000000.ts', '/p', '2026-11-21T00:00:00.000Z', 2, 5, 'ab',"
+        " 'journaled', 0);"
+        "CREATE TABLE cameras (camera TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);"
+        "INSERT INTO cameras VALUES ('f/a', 1);"
+    )
+    old.close()
+    box = Outbox(db)
+    (entry,) = box.entries("f/a")
+    assert entry.key_id is None and entry.published_size == 5
+    assert box.journal(_segment("f/a", 1), _Keys(rotation=2).policy).key_id is not None

@@ -85,6 +85,27 @@ def test_good_config(tmp_path: Path) -> None:
             ('kubo_api = "http://127.0.0.1:5001"', "kubo_api = 5001"), "node.kubo_api", "string", id="type"
         ),
         pytest.param(("[node]", "[nodes]"), "nodes", "unknown key", id="unknown-section"),
+        pytest.param(
+            ("segment_seconds = 4", "encrypt = true"),
+            "node.master_key_file",
+            "required when a camera encrypts",
+            id="encrypt-without-master-key",
+        ),
+        pytest.param(
+            ("segment_seconds = 4", "encrypt = 1"), "cameras[1].encrypt", "true or false", id="encrypt-type"
+        ),
+        pytest.param(
+            ("segment_seconds = 4", "key_rotation_segments = 0"),
+            "cameras[1].key_rotation_segments",
+            "between 1 and",
+            id="rotation-bounds",
+        ),
+        pytest.param(
+            ("segment_seconds = 4", "key_rotation_segments = 1.5"),
+            "cameras[1].key_rotation_segments",
+            "integer",
+            id="rotation-type",
+        ),
     ],
 )
 def test_bad_config_names_the_field(tmp_path: Path, change: tuple[str, str], key: str, message: str) -> None:
@@ -93,6 +114,17 @@ def test_bad_config_names_the_field(tmp_path: Path, change: tuple[str, str], key
     with pytest.raises(ConfigError, match=message) as info:
         _load(tmp_path, GOOD.replace(old, new, 1))
     assert info.value.key == key
+
+
+def test_encryption_settings(tmp_path: Path) -> None:
+    config = _load(tmp_path, GOOD)
+    assert not config.cameras[0].encrypt and config.cameras[0].key_rotation_segments == 60
+    text = GOOD.replace("segment_seconds = 4", "encrypt = true\nkey_rotation_segments = 10").replace(
+        "[node]", '[node]\nmaster_key_file = "/etc/camswarm/master.key"'
+    )
+    config = _load(tmp_path, text)
+    assert config.cameras[1].encrypt and config.cameras[1].key_rotation_segments == 10
+    assert config.node.master_key_file == "/etc/camswarm/master.key"
 
 
 def test_missing_required_and_empty(tmp_path: Path) -> None:

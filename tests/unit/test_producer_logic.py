@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node import announce
+from node import announce, segcrypt
 from node.devnet.configs import ProducerCamera, producer_config
 from node.layout import mfs_path, published_name
 from producer.config import CameraConfig, load_config
 from producer.media import MediaInfo, ProbeError, parse_probe
-from producer.outbox import Entry
-from producer.pipeline import build_announcement, pin_expiry, segment_document
+from producer.outbox import Entry, SegmentKey
+from producer.pipeline import build_announcement, encrypt_file, key_document, pin_expiry, segment_document
 from producer.recorder import (
     RestartPolicy,
     SecretScrubber,
@@ -115,6 +116,46 @@ def test_announcement_and_catalog_document_agree() -> None:
     # A mirror can rebuild the signed announcement from the catalog document alone.
     rebuilt = announce.from_document(doc)
     assert announce.decode(announce.encode(rebuilt), {producer: key.public_key()}) == decoded
+
+
+def test_encrypted_segment_publishes_ciphertext_size_hash_and_its_key() -> None:
+    key = Ed25519PrivateKey.generate()
+    producer = announce.key_id(key.public_key())
+    master = bytes(range(32))
+    key_id = segcrypt.new_key_id()
+    content = segcrypt.new_content_key()
+    identity = segcrypt.key_identity("f1", "gate", key_id)
+    seg_key = SegmentKey(
+        key_id=key_id,
+        wrapped=segcrypt.wrap(content, master, identity),
+        iv="0f" * 16,
+        camera="f1/gate",
+        session="20261121T062700Z",
+        first_seq=5,
+        created_at=START.timestamp(),
+    )
+    entry = replace(_entry(), key_id=key_id, cipher_size=512_016, cipher_sha256="cd" * 32)
+    signed = announce.sign(build_announcement(entry, _camera(encrypt=True), producer, seg_key), key)
+    assert (signed.size, signed.key_id, signed.iv) == (512_016, key_id, "0f" * 16)
+    doc = segment_document(signed, entry, None, START)
+    assert (doc["sha256"], doc["size"], doc["key_id"], doc["iv"]) == ("cd" * 32, 512_016, key_id, "0f" * 16)
+    rebuilt = announce.from_document(doc)
+    assert announce.decode(announce.encode(rebuilt), {producer: key.public_key()}).key_id == key_id
+    kdoc = key_document(_camera(), seg_key)
+    assert kdoc["_id"] == identity and kdoc["first_seq"] == 5
+    assert segcrypt.unwrap(kdoc["wrapped"], master, kdoc["_id"]) == content
+    assert content.hex() not in repr(kdoc)
+    with pytest.raises(ValueError, match="has key"):
+        build_announcement(entry, _camera(), producer)  # an encrypted entry needs its key
+
+
+def test_encrypt_file_is_deterministic(tmp_path: Path) -> None:
+    path = tmp_path / "seg.ts"
+    path.write_bytes(b"\x47" * 188 * 3)
+    key, iv = bytes(16), bytes(range(16))
+    first, digest = encrypt_file(path, key, iv)
+    assert encrypt_file(path, key, iv) == (first, digest)
+    assert segcrypt.decrypt(first, key, iv) == path.read_bytes()
 
 
 def test_announcement_needs_a_cid() -> None:
