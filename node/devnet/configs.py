@@ -186,13 +186,10 @@ def producer_config(
         f'admin_listen = "127.0.0.1:{admin_port}"',
         "local_retention_hours = 1",
         "disk_min_free_mb = 256",
-        "",
-        "[anchoring]",
-        f"period_s = {period_s}",
-        f"close_delay_s = {2 * segment_seconds + 4}",
     ]
     if master_key_file:
         lines.append(f"master_key_file = {_toml_str(master_key_file)}")
+    lines += ["", "[anchoring]", f"period_s = {period_s}", f"close_delay_s = {2 * segment_seconds + 4}"]
     for cam in cameras:
         lines += [
             "",

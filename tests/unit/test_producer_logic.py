@@ -199,13 +199,21 @@ def test_devnet_producer_config_is_a_valid_producer_config(tmp_path: Path) -> No
         topic="camswarm/segments/v1",
         state_dir=str(tmp_path / 'st"ate'),
         admin_port=9180,
-        cameras=[ProducerCamera("factory1", "cam1", "rtsp://127.0.0.1:8554/cam1")],
+        cameras=[
+            ProducerCamera("factory1", "cam1", "rtsp://127.0.0.1:8554/cam1", encrypt=True),
+            ProducerCamera("factory2", "cam2", "rtsp://127.0.0.1:8554/cam2"),
+        ],
         replication=(2, 3),
+        period_s=60,
+        master_key_file=str(tmp_path / "master.key"),
     )
     path = tmp_path / "producer.toml"
     path.write_text(text)
     config = load_config(path)
     assert config.node.state_dir == tmp_path / 'st"ate'
-    assert [(c.key, c.replication_min, c.replication_max) for c in config.cameras] == [
-        ("factory1/cam1", 2, 3)
+    assert config.node.master_key_file == str(tmp_path / "master.key")
+    assert (config.anchoring.period_s, config.anchoring.close_delay_s) == (60, 8.0)
+    assert [(c.key, c.replication_min, c.replication_max, c.encrypt) for c in config.cameras] == [
+        ("factory1/cam1", 2, 3, True),
+        ("factory2/cam2", 2, 3, False),
     ]
