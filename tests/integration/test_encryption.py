@@ -84,6 +84,10 @@ async def test_key_rotation_and_catalog_keys(devnet: dict[str, Any], encrypted: 
             assert doc is not None, f"key {key_id} is in the catalog"
             assert segcrypt.WRAPPED.fullmatch(doc["wrapped"])
             assert min(runs[key_id]) >= doc["first_seq"]
+    print(
+        f"[keys] {len(keyed)} encrypted segments of factory1/cam1 under {len(runs)} keys: "
+        + ", ".join(f"{k[:8]}..: seq {min(v)}-{max(v)}" for k, v in runs.items())
+    )
 
 
 async def test_ipfs_holds_only_ciphertext(devnet: dict[str, Any], encrypted: list[dict[str, Any]]) -> None:
@@ -102,6 +106,10 @@ async def test_ipfs_holds_only_ciphertext(devnet: dict[str, Any], encrypted: lis
     )  # fmt: skip
     out, _ = await asyncio.wait_for(probe.communicate(), 60)
     assert b"h264" not in out, "ffprobe finds no video in the ciphertext"
+    print(
+        f"[ipfs cat {doc['cid']}] {len(data)} bytes, TS sync bytes at 188-byte steps: {sync_bytes} "
+        f"of {len(data) // 188}; ffprobe video streams: {out.decode().strip() or 'none'}"
+    )
 
 
 async def test_key_endpoint_access(
@@ -139,6 +147,11 @@ async def test_key_endpoint_access(
                 "SELECT sha256 FROM segments WHERE camera=? AND seq=?", ("/".join(CAMERA), doc["seq"])
             ).fetchone()
         assert hashlib.sha256(plain).hexdigest() == recorded
+        print(
+            f"[key endpoint] anonymous 401, factory2 client 403, admin 200 ({len(key)} bytes, "
+            f"Cache-Control: no-store, private), unknown key 404; decrypted sha256 {recorded[:16]}.. "
+            "= the producer's plaintext"
+        )
         # Logged out, the same request is refused again: nothing served it from a cache.
         csrf = (await (await admin.get("/api/me")).json())["csrf"]
         async with admin.post("/api/logout", headers={"X-CSRF-Token": csrf}) as r:
@@ -151,6 +164,7 @@ async def test_key_endpoint_access(
         again.get(path, headers={"Cookie": cookie} if cookie else {}) as r,
     ):
         assert r.status == 401
+    print("[key endpoint] the same cookie after logout: 401 (nginx served nothing from a cache)")
 
 
 async def test_encrypted_camera_plays_through_nginx_with_login(
@@ -177,3 +191,4 @@ async def test_encrypted_camera_plays_through_nginx_with_login(
         assert decode.returncode == 0, errors.decode()[-2000:]
         frames = [line for line in out.decode().splitlines() if line and not line.startswith("#")]
         assert len(frames) >= 10, (playlist, len(frames), errors.decode()[-2000:])
+        print(f"[ffmpeg -headers Cookie -i nginx{playlist}] exit 0, {len(frames)} frames decoded")
