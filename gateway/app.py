@@ -20,6 +20,7 @@ JSON (a cross-site form cannot send that without a CORS preflight).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -31,10 +32,9 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -424,13 +424,17 @@ class Gateway:
 
     # --- handlers: media -----------------------------------------------------------------------
 
-    def _cid(self, factory: str, device: str, day: str, filename: str) -> str | None:
+    def _day_index(self, factory: str, device: str, day: str) -> DayIndex:
         key = (factory, device, day)
         index = self.days.get(key)
         if index is None:
             if len(self.days) > 1024:
                 self.days.clear()
             index = self.days[key] = DayIndex(self.store / factory / device / day / INDEX)
+        return index
+
+    def _cid(self, factory: str, device: str, day: str, filename: str) -> str | None:
+        index = self._day_index(factory, device, day)
         if filename not in index.cids:
             index.refresh()
         return index.cids.get(filename)
@@ -525,15 +529,18 @@ class Gateway:
             written[key_id] = path
         return written
 
-    async def export(self, request: web.Request) -> web.StreamResponse:
-        """The range as an MP4 (stream copy, fragmented so it streams while ffmpeg produces it)."""
-        _, factory, device = await self.require_camera(request)
-        docs = await self._range_docs(request, factory, device)
+    @contextlib.asynccontextmanager
+    async def _remux(
+        self, factory: str, device: str, docs: list[Any]
+    ) -> AsyncIterator[tuple[asyncio.StreamReader, Callable[[], Awaitable[tuple[int, str]]]]]:
+        """ffmpeg remuxing (and decrypting) the range into MP4: its stdout, and a call that
+        waits for its exit status and last stderr. Keys and the listing live in a private
+        temporary directory; ffmpeg is killed if the caller stops reading early."""
         with tempfile.TemporaryDirectory(prefix="camswarm-export-") as tmp:  # 0700
             key_paths = await self._export_keys(factory, device, docs, Path(tmp))
             source = await asyncio.to_thread(self._export_source, factory, device, docs, key_paths)
             listing = Path(tmp) / "range.m3u8"
-            listing.write_text(source, encoding="utf-8")
+            await asyncio.to_thread(listing.write_text, source, encoding="utf-8")
             process = await asyncio.create_subprocess_exec(
                 *export_argv(self.config.node.ffmpeg, listing),
                 stdout=asyncio.subprocess.PIPE,
@@ -541,34 +548,47 @@ class Gateway:
             )
             assert process.stdout is not None
             assert process.stderr is not None
-            stderr = asyncio.create_task(
-                process.stderr.read()
-            )  # drained alongside, so it never blocks ffmpeg
-            first = docs[0]["start"].astimezone(UTC)
-            name = f"{factory}-{device}-{first:%Y%m%dT%H%M%SZ}.mp4"
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": "video/mp4",
-                    "Content-Disposition": f'attachment; filename="{name}"',
-                    # No Content-Length while streaming: this is what the UI shows progress against.
-                    "X-Camswarm-Estimated-Bytes": str(sum(int(d.get("size", 0)) for d in docs)),
-                    "X-Camswarm-Segments": str(len(docs)),
-                    "Cache-Control": "no-store",
-                }
-            )
-            try:
-                await response.prepare(request)
-                while chunk := await process.stdout.read(1 << 16):
-                    await response.write(chunk)
+            stderr = asyncio.create_task(process.stderr.read())  # drained alongside: never blocks ffmpeg
+
+            async def finished() -> tuple[int, str]:
                 errors = (await stderr).decode("utf-8", "replace")[-2000:]
-                if await process.wait() != 0:
-                    log.warning("export_failed", extra=kv(camera=f"{factory}/{device}", stderr=errors))
-                await response.write_eof()
+                return await process.wait(), errors
+
+            try:
+                yield process.stdout, finished
             finally:
                 if process.returncode is None:
                     process.kill()
                     await process.wait()
                 stderr.cancel()
+
+    @staticmethod
+    def _clip_name(factory: str, device: str, docs: list[Any], suffix: str) -> str:
+        return f"{factory}-{device}-{docs[0]['start'].astimezone(UTC):%Y%m%dT%H%M%SZ}{suffix}"
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The range as an MP4 (stream copy, fragmented so it streams while ffmpeg produces it)."""
+        _, factory, device = await self.require_camera(request)
+        docs = await self._range_docs(request, factory, device)
+        name = self._clip_name(factory, device, docs, ".mp4")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "video/mp4",
+                "Content-Disposition": f'attachment; filename="{name}"',
+                # No Content-Length while streaming: this is what the UI shows progress against.
+                "X-Camswarm-Estimated-Bytes": str(sum(int(d.get("size", 0)) for d in docs)),
+                "X-Camswarm-Segments": str(len(docs)),
+                "Cache-Control": "no-store",
+            }
+        )
+        async with self._remux(factory, device, docs) as (stdout, finished):
+            await response.prepare(request)
+            while chunk := await stdout.read(1 << 16):
+                await response.write(chunk)
+            status, errors = await finished()
+            if status != 0:
+                log.warning("export_failed", extra=kv(camera=f"{factory}/{device}", stderr=errors))
+            await response.write_eof()
         log.info("export", extra=kv(camera=f"{factory}/{device}", segments=len(docs)))
         return response
 
@@ -580,7 +600,13 @@ class Gateway:
         """
         _, factory, device = await self.require_camera(request)
         docs = await self._range_docs(request, factory, device)
-        digest, size = await self._export_digest(factory, device, docs)
+        digest, size = hashlib.sha256(), 0
+        async with self._remux(factory, device, docs) as (stdout, finished):
+            while chunk := await stdout.read(1 << 16):
+                digest.update(chunk)
+                size += len(chunk)
+            if (await finished())[0] != 0:
+                raise _error(502, "the clip could not be remuxed for its proof")
         first, last = docs[0]["start"], docs[-1]["start"] + timedelta(seconds=1)
         records = await self.catalog.anchors_between(factory, device, first, last)
         events: dict[str, Any] = {}
@@ -589,44 +615,24 @@ class Gateway:
             found = await self.catalog.chain_anchors_between(factory, device, since, until)
             events = {event["_id"]: event for event in found}
         contracts = {str(e.get("contract")) for e in events.values() if e.get("contract")}
+        clip = {
+            "sha256": digest.hexdigest(),
+            "size": size,
+            "range": [request.query["start"], request.query["end"]],
+        }
         proof = build_proof(
             factory,
             device,
-            {"sha256": digest, "size": size, "range": [request.query["start"], request.query["end"]]},
+            clip,
             docs,
             {r["_id"]: r for r in records},
             events,
             contract=contracts.pop() if len(contracts) == 1 else None,
             chain_id=None,
         )
-        name = f"{factory}-{device}-{docs[0]['start'].astimezone(UTC):%Y%m%dT%H%M%SZ}.proof.json"
+        name = self._clip_name(factory, device, docs, ".proof.json")
         headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
         return web.json_response(proof, headers=headers, dumps=lambda o: json.dumps(o, indent=1))
-
-    async def _export_digest(self, factory: str, device: str, docs: list[Any]) -> tuple[str, int]:
-        with tempfile.TemporaryDirectory(prefix="camswarm-proof-") as tmp:  # 0700
-            key_paths = await self._export_keys(factory, device, docs, Path(tmp))
-            source = await asyncio.to_thread(self._export_source, factory, device, docs, key_paths)
-            listing = Path(tmp) / "range.m3u8"
-            await asyncio.to_thread(listing.write_text, source, encoding="utf-8")
-            process = await asyncio.create_subprocess_exec(
-                *export_argv(self.config.node.ffmpeg, listing),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            assert process.stdout is not None
-            digest, size = hashlib.sha256(), 0
-            try:
-                while chunk := await process.stdout.read(1 << 16):
-                    digest.update(chunk)
-                    size += len(chunk)
-                if await process.wait() != 0:
-                    raise _error(502, "the clip could not be remuxed for its proof")
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-        return digest.hexdigest(), size
 
     async def timeline(self, request: web.Request) -> web.Response:
         _, factory, device = await self.require_camera(request)
@@ -640,21 +646,29 @@ class Gateway:
         records = await self.catalog.anchors_between(factory, device, first, last)
         events = await self.catalog.chain_anchors_between(factory, device, first, last)
         chain = {event["_id"]: event for event in events}
-        marks = await asyncio.to_thread(
-            anchor_marks, records, chain, partial(self._held, factory, device, day.isoformat())
+        marks = await asyncio.to_thread(  # the store's day index is read in the worker thread
+            lambda: anchor_marks(records, chain, self._held(factory, device, day.isoformat()))
         )
         body = {"factory": factory, "device": device, **timeline(docs, day, now), "periods": marks}
         return web.json_response(body)
 
-    def _held(self, factory: str, device: str, day: str, start: datetime, end: datetime) -> list[str] | None:
-        """The CIDs this gateway's store holds for ``[start, end)`` of ``day``, in seq order."""
-        self._cid(factory, device, day, "")  # loads and refreshes the day's index
-        index = self.days.get((factory, device, day))
-        if index is None:
-            return None
-        low, high = f"{start:%H%M%S}", f"{end:%H%M%S}" if end.date() == start.date() else "240000"
-        held = sorted((int(name[7:17]), cid) for name, cid in index.cids.items() if low <= name[:6] < high)
-        return [cid for _, cid in held] or None
+    def _held(self, factory: str, device: str, day: str) -> Callable[[datetime, datetime], list[str] | None]:
+        """What this gateway's store holds of ``day``: for ``[start, end)``, the CIDs in seq order.
+
+        The day's index is refreshed and sorted once; each period is then a slice of it
+        (``HHMMSS-<seq>.ts`` names sort by start second, then seq).
+        """
+        index = self._day_index(factory, device, day)
+        index.refresh()
+        names = sorted(index.cids)
+        cids = [index.cids[name] for name in names]
+
+        def held(start: datetime, end: datetime) -> list[str] | None:
+            low = bisect.bisect_left(names, f"{start:%H%M%S}")
+            high = bisect.bisect_left(names, f"{end:%H%M%S}" if end.date() == start.date() else "240000")
+            return cids[low:high] or None
+
+        return held
 
     async def index(self, _: web.Request) -> web.FileResponse:
         return web.FileResponse(

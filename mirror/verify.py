@@ -11,7 +11,6 @@ alone; the catalog, when reachable, only names the files that differ.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from node.anchors import Leaf, ProofError, Stored, Verdict, check_proof, judge, 
 from node.catalog import Catalog
 from node.chain import Registry
 from node.errors import DaemonError
+from node.files import hash_file
 from node.kubo import KuboClient
 from node.layout import day_name
 from node.merkle import period_bounds
@@ -129,16 +129,6 @@ class ProofLine:
         return f"{self.status:<10} {self.what}" + (f"  {self.detail}" if self.detail else "")
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def load_proof(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -162,7 +152,7 @@ async def verify_proof(
             f"the proof names contract {named or 'none'}; this verifier trusts {trusted_contract}"
         )
     lines = []
-    digest, size = await asyncio.to_thread(sha256_file, clip)
+    size, digest = await asyncio.to_thread(hash_file, clip)
     expected = proof.get("clip") or {}
     if digest == expected.get("sha256") and size == expected.get("size"):
         lines.append(ProofLine("OK", f"clip {clip.name}", f"sha256 {digest[:16]}.. size {size}"))

@@ -32,7 +32,7 @@ from node.catalog import Catalog
 from node.chain import AnchorConflict, AnchorRecord, ChainError, Registry
 from node.config import HOSTPORT, NAME, ConfigError, load, setting
 from node.errors import DaemonError
-from node.keys import KeyFileError
+from node.keys import KeyFileError, read_secret_text
 from node.logs import RateLimiter, kv
 
 log = logging.getLogger("camswarm.anchor")
@@ -78,18 +78,14 @@ def load_config(path: Path) -> AnchorConfig:
 
 def read_private_key(path: Path) -> str:
     """The submitter's private key from an owner-only file; KeyFileError says what is wrong."""
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise KeyFileError(f"anchor key file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"cannot read anchor key file {path}: {type(exc).__name__}") from None
-    if mode & 0o077:
-        raise KeyFileError(f"{path} is readable by others; run: chmod 600 {path}")
+    text = read_secret_text(path, "anchor key").strip()
     if not PRIVATE_KEY.fullmatch(text):
         raise KeyFileError(f"{path} does not hold a hex private key (64 hex digits)")
     return text if text.startswith("0x") else "0x" + text
+
+
+def _moment(unix_seconds: int) -> datetime | None:
+    return datetime.fromtimestamp(unix_seconds, UTC) if unix_seconds else None
 
 
 def _chain_fields(record: AnchorRecord, contract: str) -> dict[str, Any]:
@@ -102,7 +98,7 @@ def _chain_fields(record: AnchorRecord, contract: str) -> dict[str, Any]:
         "tx_hash": record.tx_hash,
         "block": record.block_number,
         "submitter": record.submitter,
-        "anchored_at": datetime.fromtimestamp(record.anchored_at, UTC) if record.anchored_at else None,
+        "anchored_at": _moment(record.anchored_at),
         "contract": contract,
     }
 
@@ -157,7 +153,6 @@ class Anchorer:
                 record["_id"], {"status": "conflict", "error": str(exc), "checked_at": self._now()}
             )
             return
-        fields = _chain_fields(result, self.settings.contract)
         await self._catalog.set_anchor_chain(
             record["_id"],
             {
@@ -165,7 +160,7 @@ class Anchorer:
                 "tx_hash": result.tx_hash,
                 "block": result.block_number,
                 "contract": self.settings.contract,
-                "anchored_at": fields["anchored_at"],
+                "anchored_at": _moment(result.anchored_at),
             },
         )
         self.sent += 1

@@ -83,30 +83,25 @@ class Catalog(AsyncResource):
             raise ValueError(f"segment document lacks {missing}")
         # Keyed by a derived _id: an _id lookup is cheap on every MongoDB-protocol server
         # (FerretDB's SQLite backend scans the collection for any other filter).
-        key = {"_id": segment_id(doc["factory"], doc["device"], doc["seq"])}
+        key = segment_id(doc["factory"], doc["device"], doc["seq"])
+        return await self._insert_once(self.segments, key, doc, "upsert segment")
+
+    async def _insert_once(self, collection: Any, key: str, doc: Mapping[str, Any], what: str) -> bool:
+        """Write ``doc`` under ``_id = key`` unless it exists (never overwritten); True if inserted."""
         fields = {k: v for k, v in doc.items() if k != "_id"}
         try:
-            result = await self.segments.update_one(key, {"$setOnInsert": fields}, upsert=True)
+            result = await collection.update_one({"_id": key}, {"$setOnInsert": fields}, upsert=True)
         except OperationFailure as exc:
             if exc.code == 11000:  # a concurrent insert of the same key won: it is recorded
                 return False
-            raise self._fail("upsert segment", exc) from exc
+            raise self._fail(what, exc) from exc
         except PyMongoError as exc:
-            raise self._fail("upsert segment", exc) from exc
-        return result.upserted_id is not None
+            raise self._fail(what, exc) from exc
+        return bool(result.upserted_id is not None)
 
     async def upsert_key(self, doc: Mapping[str, Any]) -> bool:
         """Record a wrapped content key once (``doc["_id"]`` is factory/device/key_id); True if inserted."""
-        fields = {k: v for k, v in doc.items() if k != "_id"}
-        try:
-            result = await self.keys.update_one({"_id": doc["_id"]}, {"$setOnInsert": fields}, upsert=True)
-        except OperationFailure as exc:
-            if exc.code == 11000:
-                return False
-            raise self._fail("upsert key", exc) from exc
-        except PyMongoError as exc:
-            raise self._fail("upsert key", exc) from exc
-        return result.upserted_id is not None
+        return await self._insert_once(self.keys, doc["_id"], doc, "upsert key")
 
     async def get_key(self, factory: str, device: str, key_id: str) -> dict[str, Any] | None:
         try:
@@ -203,18 +198,7 @@ class Catalog(AsyncResource):
 
     async def put_anchor(self, record: Mapping[str, Any]) -> bool:
         """Record a closed period once (never overwritten); True if this call inserted it."""
-        fields = {k: v for k, v in record.items() if k != "_id"}
-        try:
-            result = await self.anchors.update_one(
-                {"_id": record["_id"]}, {"$setOnInsert": fields}, upsert=True
-            )
-        except OperationFailure as exc:
-            if exc.code == 11000:
-                return False
-            raise self._fail("record anchor", exc) from exc
-        except PyMongoError as exc:
-            raise self._fail("record anchor", exc) from exc
-        return result.upserted_id is not None
+        return await self._insert_once(self.anchors, record["_id"], record, "record anchor")
 
     async def _find(
         self, collection: Any, query: Mapping[str, Any], what: str, limit: int = 0

@@ -7,6 +7,7 @@ configs holding secrets); they all go through :func:`write_atomic`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -64,3 +65,14 @@ def create_private(path: Path, data: bytes) -> bool:
         handle.flush()
         os.fsync(handle.fileno())
     return True
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """The size and sha256 (hex) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

@@ -49,21 +49,28 @@ def _load(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def read_secret_text(path: Path, what: str) -> str:
+    """The text of an owner-only secret file; KeyFileError (never quoting the content) otherwise."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        # The type only: a decoding error quotes the offending byte of the secret.
+        raise KeyFileError(f"cannot read {what} file {path}: {type(exc).__name__}") from None
+    if mode & 0o077:
+        raise KeyFileError(f"{path} is readable by others; run: chmod 600 {path}")
+    return text
+
+
 def load_master_key(path: Path) -> bytes:
     """The segment-key master key (32 bytes, hex in an owner-only file); never logged.
 
     KeyFileError when the file is missing, readable by group or others, or not a key:
     a camera that should encrypt must not fall back to plaintext.
     """
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise KeyFileError(f"master key file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"cannot read master key file {path}: {exc}") from None
-    if mode & 0o077:
-        raise KeyFileError(f"{path} is readable by others; run: chmod 600 {path}")
+    text = read_secret_text(path, "master key")
     try:
         return segcrypt.parse_master_key(text)
     except ValueError as exc:

@@ -14,7 +14,6 @@ is resumed, in order, by the next start.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import shutil
 import sqlite3
@@ -31,6 +30,7 @@ from node.announce import format_start
 from node.catalog import Catalog
 from node.cluster import ClusterClient
 from node.config import ConfigError
+from node.files import hash_file
 from node.kubo import KuboClient
 from node.logs import RateLimiter, kv
 from producer.config import CameraConfig, ProducerConfig
@@ -49,16 +49,6 @@ HOUSEKEEPING_INTERVAL = 5.0
 DELETE_INTERVAL = 30.0
 # A camera whose oldest unannounced segment is older than this makes /healthz "degraded".
 BACKLOG_DEGRADED_S = 60.0
-
-
-def hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 class Producer:

@@ -97,8 +97,8 @@ def test_secret_file_is_created_once_and_private(tmp_path: Path) -> None:
         load_or_create_secret(path)
 
 
-async def test_aiohttp_errors_keep_their_status_as_json(tmp_path: Path) -> None:
-    """A wrong method or an unknown path: the status aiohttp chose (405 with Allow, 404), as JSON."""
+def _offline_gateway(tmp_path: Path) -> Gateway:
+    """A gateway with no users and a catalog nothing listens on: for requests that never reach it."""
     users = tmp_path / "users.json"
     users.write_text('{"version": 1, "users": {}}')
     users.chmod(0o600)
@@ -108,7 +108,12 @@ async def test_aiohttp_errors_keep_their_status_as_json(tmp_path: Path) -> None:
         secret_file=tmp_path / "secret",
         catalog="mongodb://127.0.0.1:1/",
     )
-    gateway = Gateway(GatewayConfig(node=node))
+    return Gateway(GatewayConfig(node=node))
+
+
+async def test_aiohttp_errors_keep_their_status_as_json(tmp_path: Path) -> None:
+    """A wrong method or an unknown path: the status aiohttp chose (405 with Allow, 404), as JSON."""
+    gateway = _offline_gateway(tmp_path)
     try:
         async with TestClient(TestServer(gateway.app())) as client:
             for method, path, status in (
@@ -156,16 +161,7 @@ def test_replay_lists_each_key_before_its_first_segment() -> None:
 
 async def test_key_endpoint_without_master_key_or_session(tmp_path: Path) -> None:
     """Anonymous: 401 before anything else; a gateway without master key answers 503 (not a crash)."""
-    users = tmp_path / "users.json"
-    users.write_text('{"version": 1, "users": {}}')
-    users.chmod(0o600)
-    node = GatewayNode(
-        store_dir=tmp_path,
-        users_file=users,
-        secret_file=tmp_path / "secret",
-        catalog="mongodb://127.0.0.1:1/",
-    )
-    gateway = Gateway(GatewayConfig(node=node))
+    gateway = _offline_gateway(tmp_path)
     try:
         assert gateway.master_key is None
         async with TestClient(TestServer(gateway.app())) as client:
