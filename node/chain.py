@@ -151,9 +151,11 @@ def anvil_binary() -> Path:
     return require(path)
 
 
-def anvil_argv(binary: Path, port: int, *, chain_id: int = ANVIL_CHAIN_ID) -> list[str]:
-    """argv of a loopback-only anvil with the default dev accounts (ANVIL_DEV_KEYS)."""
-    return [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id), "--quiet"]
+def anvil_argv(
+    binary: Path, port: int, *, chain_id: int = ANVIL_CHAIN_ID, host: str = "127.0.0.1"
+) -> list[str]:
+    """argv of an anvil listening on ``host`` only (loopback by default) with the dev accounts."""
+    return [str(binary), "--host", host, "--port", str(port), "--chain-id", str(chain_id), "--quiet"]
 
 
 def _account(private_key: str) -> LocalAccount:

@@ -78,6 +78,7 @@ async def _devnet_up(args: argparse.Namespace) -> int:
         mirrors=args.mirrors,
         cameras=args.cameras,
         producer=not args.no_producer,
+        netns_hosts=args.netns,
         progress=_progress,
     )
     info = network.status(directory)
@@ -129,6 +130,44 @@ async def _devnet_camera(args: argparse.Namespace) -> int:
 
 async def _devnet_process(args: argparse.Namespace) -> int:
     return await _stop_or_start(Path(args.dir), args.action, args.name, args.name, term_timeout=15.0)
+
+
+async def _devnet_kill(args: argparse.Namespace) -> int:
+    print(f"{args.name}: {await network.kill_process(Path(args.dir), args.name)}")
+    return 0
+
+
+async def _devnet_chaos(args: argparse.Namespace) -> int:
+    from node.devnet import chaos
+
+    rows = await chaos.chaos(
+        Path(args.dir),
+        cameras=args.cameras,
+        mirrors=args.mirrors,
+        hold=args.hold,
+        bound=args.bound,
+        only=args.only,
+        keep=args.keep,
+        progress=_progress,
+    )
+    print(chaos.table(rows))
+    failed = [r.fault for r in rows if not r.ok]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+async def _devnet_fault(args: argparse.Namespace) -> int:
+    from node.devnet.netns import Fault
+
+    try:
+        new = Fault() if args.heal else Fault(down=args.cut, delay_ms=args.delay_ms, loss_pct=args.loss_pct)
+    except ValueError as exc:
+        raise ConfigError("fault", str(exc)) from exc
+    before = await network.fault(Path(args.dir), args.host, new)
+    print(f"{args.host}: {new.describe()} (was {before.describe()})")
+    return 0
 
 
 async def _producer_pubkey(args: argparse.Namespace) -> int:
@@ -367,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cameras", type=int, default=2)
     up.add_argument("--detach", action="store_true", help="return once ready and leave it running")
     up.add_argument("--no-producer", action="store_true", help="do not record the cameras")
+    up.add_argument(
+        "--netns",
+        action="store_true",
+        help="each host in its own network namespace on a private bridge (root; chosen at creation)",
+    )
     up.set_defaults(handler=_devnet_up)
     down = sub.add_parser("down", help="stop everything the devnet started")
     down.add_argument("--dir", required=True)
@@ -385,6 +429,35 @@ def build_parser() -> argparse.ArgumentParser:
         proc.add_argument("name", help="a process name as listed by `status`")
         proc.add_argument("--dir", required=True)
         proc.set_defaults(handler=_devnet_process, action=action)
+    kill = sub.add_parser("kill", help="SIGKILL one process, a crash (restart it with `start`)")
+    kill.add_argument("name", help="a process name as listed by `status`")
+    kill.add_argument("--dir", required=True)
+    kill.set_defaults(handler=_devnet_kill)
+    flt = sub.add_parser(
+        "fault",
+        help="impair one host's link (--netns devnets): cut it off, add delay or loss, or heal it",
+    )
+    flt.add_argument("host", help="producer, mirrorN, catalog, chain or front")
+    flt.add_argument("--dir", required=True)
+    what = flt.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cut", action="store_true", help="drop every frame both ways")
+    what.add_argument("--heal", action="store_true", help="back to a healthy link")
+    what.add_argument("--impair", action="store_true", help="apply --delay-ms and --loss-pct")
+    flt.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay added each way")
+    flt.add_argument("--loss-pct", type=float, default=0.0, help="frames dropped each way, in percent")
+    flt.set_defaults(handler=_devnet_fault)
+    cha = sub.add_parser(
+        "chaos",
+        help="start a --netns devnet, run every fault in turn and print the loss table (exit 1 on any loss)",
+    )
+    cha.add_argument("--dir", required=True, help="a new directory for the suite's devnet")
+    cha.add_argument("--cameras", type=int, default=4)
+    cha.add_argument("--mirrors", type=int, default=2)
+    cha.add_argument("--hold", type=float, default=120.0, help="how long each partition/outage lasts (s)")
+    cha.add_argument("--bound", type=float, default=300.0, help="how long recovery may take (s)")
+    cha.add_argument("--only", action="append", help="run only faults whose label has this word")
+    cha.add_argument("--keep", action="store_true", help="leave the devnet running afterwards")
+    cha.set_defaults(handler=_devnet_chaos)
     producer = _add_role(
         roles,
         "producer",

@@ -102,6 +102,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it has ended (our child or not), so no zombie stays."""
+    _reap(pid)
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs and is not a zombie."""
     _reap(pid)

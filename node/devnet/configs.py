@@ -1,7 +1,7 @@
 """Pure transforms of Kubo and ipfs-cluster config documents for a private network.
 
 Each takes the document the daemon's own ``init`` wrote and returns a new one
-bound to loopback ports, with every route to the public network closed. No
+bound to one address (loopback, or a network namespace's), with every route to the public network closed. No
 I/O, so the exact settings are asserted in unit tests.
 """
 
@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,12 @@ def new_cluster_secret() -> str:
     return secrets.token_hex(32)
 
 
+def tcp(address: str, port: int) -> str:
+    return f"/ip4/{address}/tcp/{port}"
+
+
 def loopback_tcp(port: int) -> str:
-    return f"/ip4/127.0.0.1/tcp/{port}"
+    return tcp(LOOPBACK, port)
 
 
 def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
@@ -56,13 +62,14 @@ def kubo_private_config(
     gateway_port: int,
     swarm_port: int,
     peers: Sequence[PeerAddr],
+    address: str = LOOPBACK,
 ) -> dict[str, Any]:
-    """A Kubo config for one node of a private, loopback-only swarm with pubsub."""
+    """A Kubo config for one node of a private swarm with pubsub, bound to ``address`` only."""
     doc = copy.deepcopy(base)
     settings: dict[str, Any] = {
-        "Addresses.API": loopback_tcp(api_port),
-        "Addresses.Gateway": loopback_tcp(gateway_port),
-        "Addresses.Swarm": [loopback_tcp(swarm_port)],
+        "Addresses.API": tcp(address, api_port),
+        "Addresses.Gateway": tcp(address, gateway_port),
+        "Addresses.Swarm": [tcp(address, swarm_port)],
         "Addresses.Announce": [],
         "Addresses.AppendAnnounce": [],
         "Addresses.NoAnnounce": [],
@@ -107,6 +114,7 @@ def cluster_private_config(
     api_port: int,
     kubo_api_port: int,
     trusted_peers: Sequence[str],
+    address: str = LOOPBACK,
 ) -> dict[str, Any]:
     """An ipfs-cluster service.json for one crdt peer trusting only the devnet's peers."""
     if len(secret) != 64 or any(c not in "0123456789abcdef" for c in secret):
@@ -115,7 +123,7 @@ def cluster_private_config(
     settings: dict[str, Any] = {
         "cluster.peername": peername,
         "cluster.secret": secret,
-        "cluster.listen_multiaddress": [loopback_tcp(cluster_port)],
+        "cluster.listen_multiaddress": [tcp(address, cluster_port)],
         "cluster.enable_relay_hop": False,
         "cluster.mdns_interval": "0s",
         "cluster.leave_on_shutdown": False,
@@ -126,8 +134,8 @@ def cluster_private_config(
         "cluster.pin_recover_interval": "1m0s",
         "consensus.crdt.trusted_peers": list(trusted_peers),
         "consensus.crdt.cluster_name": "camswarm",
-        "api.restapi.http_listen_multiaddress": loopback_tcp(api_port),
-        "ipfs_connector.ipfshttp.node_multiaddress": loopback_tcp(kubo_api_port),
+        "api.restapi.http_listen_multiaddress": tcp(address, api_port),
+        "ipfs_connector.ipfshttp.node_multiaddress": tcp(address, kubo_api_port),
         "ipfs_connector.ipfshttp.connect_swarms_delay": "2s",
         "cluster.pubsub.heartbeat_interval": "1s",
         "monitor.pubsubmon.check_interval": "2s",
@@ -173,6 +181,7 @@ def producer_config(
     replication: tuple[int, int] = (1, 3),
     period_s: int = 3600,
     master_key_file: str = "",
+    host: str = LOOPBACK,
 ) -> str:
     """The devnet producer's TOML config (same format as docs/producer.example.toml)."""
     lines = [
@@ -183,7 +192,7 @@ def producer_config(
         f"catalog = {_toml_str(catalog)}",
         f"topic = {_toml_str(topic)}",
         f"state_dir = {_toml_str(state_dir)}",
-        f'admin_listen = "127.0.0.1:{admin_port}"',
+        f'admin_listen = "{host}:{admin_port}"',
         "local_retention_hours = 1",
         "disk_min_free_mb = 256",
     ]
@@ -216,6 +225,7 @@ def mirror_config(
     store_dir: str,
     admin_port: int,
     catchup_interval_s: float = 10.0,
+    host: str = LOOPBACK,
 ) -> str:
     """A devnet mirror's TOML config (same format as docs/mirror.example.toml)."""
     lines = [
@@ -227,7 +237,7 @@ def mirror_config(
         f"catalog = {_toml_str(catalog)}",
         f"topic = {_toml_str(topic)}",
         f"store_dir = {_toml_str(store_dir)}",
-        f'admin_listen = "127.0.0.1:{admin_port}"',
+        f'admin_listen = "{host}:{admin_port}"',
         "retention_days = 7",
         f"catchup_interval_s = {catchup_interval_s:g}",
         "fault_injection = true  # a test network: tests drop announcements on purpose",
@@ -244,12 +254,13 @@ def gateway_config(
     users_file: str,
     secret_file: str,
     master_key_file: str = "",
+    host: str = LOOPBACK,
 ) -> str:
     """A devnet gateway's TOML config (same format as docs/gateway.example.toml)."""
     lines = [
         "# Written by `camswarm devnet up`; edits are replaced at the next start.",
         "[node]",
-        f'listen = "127.0.0.1:{listen_port}"',
+        f'listen = "{host}:{listen_port}"',
         f"store_dir = {_toml_str(store_dir)}",
         f"kubo_gateway = {_toml_str(kubo_gateway)}",
         f"catalog = {_toml_str(catalog)}",
@@ -270,6 +281,7 @@ def anchor_config(
     period_s: int,
     kubo_api: str,
     admin_port: int,
+    host: str = LOOPBACK,
 ) -> str:
     """The devnet's `camswarm anchor` / `camswarm verify` config (docs/anchor.example.toml)."""
     lines = [
@@ -284,6 +296,6 @@ def anchor_config(
         "poll_s = 1",
         "index_interval_s = 2",
         "receipt_timeout_s = 30",
-        f'admin_listen = "127.0.0.1:{admin_port}"',
+        f'admin_listen = "{host}:{admin_port}"',
     ]
     return "\n".join(lines) + "\n"

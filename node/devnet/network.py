@@ -17,6 +17,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from node import toolchain
-from node.devnet import probes
+from node.devnet import netns, probes
 from node.devnet.configs import (
     PeerAddr,
     ProducerCamera,
@@ -32,17 +33,21 @@ from node.devnet.configs import (
     cluster_private_config,
     gateway_config,
     kubo_private_config,
-    loopback_tcp,
     mirror_config,
     new_cluster_secret,
     new_swarm_key,
     producer_config,
+    tcp,
 )
 from node.devnet.state import (
+    CATALOG_HOST,
+    CHAIN_HOST,
+    FRONT,
     KEY_ROTATION_SEGMENTS,
     NGINX,
     CameraSpec,
     DevnetState,
+    NetnsPlan,
     NodePorts,
     NodeSpec,
     ProcessRecord,
@@ -64,6 +69,7 @@ from node.procs import (
     pid_matches,
     pids_mentioning,
     poll_until,
+    reap,
     spawn,
     stop_group,
     tail,
@@ -78,6 +84,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 PRODUCER = "producer"
 CHAIN = "chain"  # anvil, the local Ethereum node
 ANCHOR = "anchor"  # `camswarm anchor`
+LINKS = "links"  # linkd, which carries (and impairs) every host's link with --netns
 
 
 class DevnetError(RuntimeError):
@@ -127,7 +134,7 @@ async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str)
 _PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
 
 
-def _new_plan(mirrors: int, cameras: int) -> DevnetState:
+def _new_plan(mirrors: int, cameras: int, network: NetnsPlan | None = None) -> DevnetState:
     names = node_names(mirrors)
     ports = free_ports(_PORTS_PER_NODE * len(names) + 2 + cameras)
     nodes = []
@@ -137,12 +144,18 @@ def _new_plan(mirrors: int, cameras: int) -> DevnetState:
     catalog_port = ports[_PORTS_PER_NODE * len(names)]
     admin_port = ports[_PORTS_PER_NODE * len(names) + 1]
     cams = camera_specs(cameras, ports[_PORTS_PER_NODE * len(names) + 2 :])
+    if network is not None:
+        for node in nodes:
+            node.address = network.hosts[node.name]
+        for cam in cams:
+            cam.address = network.hosts[PRODUCER]
     return DevnetState(
         nodes=nodes,
         cameras=cams,
         catalog_port=catalog_port,
         cluster_secret=new_cluster_secret(),
         admin_port=admin_port,
+        netns=network,
     )
 
 
@@ -168,13 +181,14 @@ async def _init_kubo(directory: Path, state: DevnetState, ipfs: Path) -> None:
     await asyncio.gather(*(init_one(n) for n in state.nodes))
     for node in state.nodes:
         repo = kubo_repo(directory, node.name)
-        peers = [PeerAddr(o.peer_id, loopback_tcp(o.ports.swarm)) for o in state.nodes if o is not node]
+        peers = [PeerAddr(o.peer_id, tcp(o.address, o.ports.swarm)) for o in state.nodes if o is not node]
         new = kubo_private_config(
             configs[node.name],
             api_port=node.ports.api,
             gateway_port=node.ports.gateway,
             swarm_port=node.ports.swarm,
             peers=peers,
+            address=node.address,
         )
         (repo / "config").write_text(json.dumps(new, indent=2))
 
@@ -203,10 +217,13 @@ async def _init_cluster(directory: Path, state: DevnetState, service: Path) -> N
             api_port=node.ports.cluster_api,
             kubo_api_port=node.ports.api,
             trusted_peers=trusted,
+            address=node.address,
         )
         (cdir / "service.json").write_text(json.dumps(new, indent=2))
         others = [
-            loopback_tcp(o.ports.cluster) + f"/p2p/{o.cluster_peer_id}" for o in state.nodes if o is not node
+            tcp(o.address, o.ports.cluster) + f"/p2p/{o.cluster_peer_id}"
+            for o in state.nodes
+            if o is not node
         ]
         (cdir / "peerstore").write_text("".join(a + "\n" for a in others))
 
@@ -228,9 +245,17 @@ def _start(
     unset: tuple[str, ...] = (),
     executable: str | None = None,
 ) -> None:
-    """Spawn a daemon and record it; ``executable`` (default argv[0]) guards against pid reuse."""
+    """Spawn a daemon and record it; ``executable`` (default argv[0]) guards against pid reuse.
+
+    With --netns it runs inside its host's namespace (``ip netns exec`` execs it: the pid is
+    the daemon's).
+    """
     log_file = log_path(directory, name)
-    pid = spawn(argv, log_path=log_file, env=env, unset_prefixes=unset)
+    command = list(argv)
+    host = netns.host_of(name, state.mirrors, state.gateways) if state.netns is not None else None
+    if state.netns is not None and host is not None:
+        command = [*netns.exec_prefix(state.netns, host), *argv]
+    pid = spawn(command, log_path=log_file, env=env, unset_prefixes=unset)
     state.processes[name] = ProcessRecord(pid=pid, executable=executable or argv[0], log=str(log_file))
     save_state(directory, state)
     log.info("process_started", extra=kv(process=name, pid=pid))
@@ -254,6 +279,8 @@ def _start_camera(directory: Path, state: DevnetState, cam: CameraSpec) -> None:
             cam.device,
             "--label",
             f"{cam.factory}/{cam.device}",
+            "--address",
+            cam.address,
         ],
         executable=str(CAMERA_SCRIPT),  # argv[0] is the shared system Python
     )
@@ -289,10 +316,11 @@ def _start_mirror(directory: Path, state: DevnetState, name: str) -> None:
     text = mirror_config(
         producers=[_producer_key_id(directory)],
         kubo_api=state.node(name).kubo_api,
-        catalog=catalog_url(state),
+        catalog=state.catalog_url,
         topic=state.topic,
         store_dir=str(mirror_store_dir(directory, name)),
         admin_port=state.mirror_admin_ports[name],
+        host=state.addr(name),
     )
     path = mirror_config_path(directory, name)
     write_atomic(path, text, private=True)
@@ -317,7 +345,7 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
     text = producer_config(
         kubo_api=node.kubo_api,
         cluster_api=node.cluster_api,
-        catalog=catalog_url(state),
+        catalog=state.catalog_url,
         topic=state.topic,
         state_dir=str(producer_state_dir(directory)),
         admin_port=state.admin_port,
@@ -329,10 +357,91 @@ def _start_producer(directory: Path, state: DevnetState) -> None:
         replication=(min(2, peers), peers),
         period_s=state.period_s,
         master_key_file=str(_master_key(directory)) if state.encrypted else "",
+        host=state.addr(PRODUCER),
     )
     write_atomic(producer_config_path(directory), text, private=True)
     argv = [sys.executable, "-m", "node.cli", "producer", "--config", str(producer_config_path(directory))]
     _start(directory, state, PRODUCER, argv, executable="node.cli")
+
+
+# --- the hosts' links (--netns): linkd and faults ------------------------------------------
+
+
+def links_settings_path(directory: Path) -> Path:
+    return directory / "links" / "settings.json"
+
+
+def links_status_path(directory: Path) -> Path:
+    return directory / "links" / "status.json"
+
+
+def _write_links_settings(directory: Path, state: DevnetState) -> int:
+    """Write linkd's settings for the current faults under a new generation; return it."""
+    from node.devnet.linkd import write_settings
+
+    assert state.netns is not None
+    state.netns.generation += 1
+    faults = {h: netns.Fault(**f) for h, f in state.netns.faults.items()}
+    links_settings_path(directory).parent.mkdir(mode=0o700, exist_ok=True)
+    write_settings(
+        links_settings_path(directory), state.netns.generation, netns.link_settings(state.netns, faults)
+    )
+    save_state(directory, state)
+    return state.netns.generation
+
+
+def _start_links(directory: Path, state: DevnetState) -> None:
+    _write_links_settings(directory, state)
+    argv = [
+        sys.executable,
+        "-m",
+        "node.devnet.linkd",
+        "--settings",
+        str(links_settings_path(directory)),
+        "--status",
+        str(links_status_path(directory)),
+    ]
+    _start(directory, state, LINKS, argv, executable="node.devnet.linkd")
+
+
+async def _links_applied(directory: Path, state: DevnetState) -> None:
+    from node.devnet.linkd import wait_applied
+
+    assert state.netns is not None
+    record = state.processes[LINKS]
+    try:
+        await wait_applied(
+            links_status_path(directory), state.netns.generation, timeout=READY_TIMEOUT, pid=record.pid
+        )
+    except (TimeoutError, RuntimeError) as exc:
+        detail = f"\n--- last lines of {log_path(directory, LINKS)} ---\n{tail(log_path(directory, LINKS))}"
+        raise DevnetError(f"{exc}{detail}") from exc
+
+
+async def fault(directory: Path, host: str, new: netns.Fault) -> netns.Fault:
+    """Set ``host``'s link to ``new`` (netns.Fault() heals it); returns once linkd applies it.
+
+    Returns the fault the link had before.
+    """
+    directory = directory.resolve()
+    state = _require_state(directory)
+    if state.netns is None:
+        raise DevnetError(f"the devnet in {directory} runs on loopback; faults need `devnet up --netns`")
+    if host not in state.netns.hosts:
+        raise DevnetError(f"no host {host!r} in this devnet (hosts: {', '.join(state.netns.hosts)})")
+    record = state.processes.get(LINKS)
+    if record is None or not process_alive(record):
+        raise DevnetError("linkd is not running; start the devnet first")
+    before = netns.Fault(**state.netns.faults.get(host, {}))
+    if new.healthy:
+        state.netns.faults.pop(host, None)
+    else:
+        state.netns.faults[host] = {"down": new.down, "delay_ms": new.delay_ms, "loss_pct": new.loss_pct}
+    _write_links_settings(directory, state)
+    os.kill(record.pid, signal.SIGHUP)
+    await _links_applied(directory, state)
+    log.info("link_fault", extra=kv(host=host, fault=new.describe(), before=before.describe()))
+    return before
 
 
 # --- the chain: anvil, the FootageRegistry, `camswarm anchor` --------------------------------
@@ -355,7 +464,8 @@ def _start_chain(directory: Path, state: DevnetState) -> None:
     chain_dir.mkdir(mode=0o700, exist_ok=True)
     # The chain's state is dumped every second and on exit, and loaded at start: a restarted
     # devnet keeps its contract and anchors.
-    argv = [*anvil_argv(anvil_binary(), state.chain_port), "--state", str(chain_dir / "state.json")]
+    argv = anvil_argv(anvil_binary(), state.chain_port, host=state.addr(CHAIN_HOST))
+    argv += ["--state", str(chain_dir / "state.json")]
     _start(directory, state, CHAIN, [*argv, "--state-interval", "1"])
 
 
@@ -372,13 +482,14 @@ async def _ensure_contract(directory: Path, state: DevnetState, progress: Progre
     if state.anchor_admin_port == 0:
         state.anchor_admin_port = free_ports(1, state.used_ports())[0]
     text = anchor_config(
-        catalog=catalog_url(state),
+        catalog=state.catalog_url,
         rpc_url=state.chain_url,
         contract=state.contract,
         key_file=str(anchor_key_path(directory)),
         period_s=state.period_s,
         kubo_api=state.node(state.mirrors[0] if state.mirrors else PRODUCER).kubo_api,
         admin_port=state.anchor_admin_port,
+        host=state.addr(CHAIN_HOST),
     )
     write_atomic(anchor_config_path(directory), text, private=True)
 
@@ -485,10 +596,11 @@ def _start_gateway(directory: Path, state: DevnetState, name: str) -> None:
         listen_port=state.gateway_ports[name],
         store_dir=str(mirror_store_dir(directory, store_node)),
         kubo_gateway=state.node(store_node).kubo_gateway,
-        catalog=catalog_url(state),
+        catalog=state.catalog_url,
         users_file=str(users_path(directory)),
         secret_file=str(link_secret_path(directory)),
         master_key_file=str(_master_key(directory)),  # gateways hand keys to viewers; mirrors never
+        host=state.addr(FRONT),
     )
     path = gateway_config_path(directory, name)
     write_atomic(path, text, private=True)
@@ -504,7 +616,7 @@ def _start_nginx(directory: Path, state: DevnetState) -> None:
     mirror = state.mirrors[0]
     prefix = nginx_dir(directory)
     text = nginx_conf.render(
-        listen=f"127.0.0.1:{state.nginx_port}",
+        listen=f"{state.addr(FRONT)}:{state.nginx_port}",
         state_dir=prefix,
         media_root=mirror_store_dir(directory, mirror),
         kubo_gateway=state.node(mirror).kubo_gateway,
@@ -549,7 +661,7 @@ async def _swarm_complete(state: DevnetState) -> bool:
             for other in state.nodes:
                 if other is not node and other.peer_id not in connected:
                     complete = False
-                    address = PeerAddr(other.peer_id, loopback_tcp(other.ports.swarm)).full
+                    address = PeerAddr(other.peer_id, tcp(other.address, other.ports.swarm)).full
                     with contextlib.suppress(DaemonHTTPError):
                         await kubo.swarm_connect(address)
     return complete
@@ -574,9 +686,13 @@ async def up(
     segment_seconds: int | None = None,
     period_s: int | None = None,
     encrypted: Sequence[str] | None = None,
+    netns_hosts: bool = False,
     progress: Progress = _quiet,
 ) -> DevnetState:
     """Start (or restart) the devnet in ``directory``; return once every service answers.
+
+    ``netns_hosts`` puts every host in a network namespace of its own (node/devnet/netns.py);
+    it is chosen when the devnet is created and kept.
 
     ``segment_seconds`` sets the producer's segment length (kept in the state, so a restarted
     producer keeps it; 2 s for a new devnet when not given). ``encrypted`` names the devices
@@ -590,7 +706,9 @@ async def up(
         paths = _check_tools()
         if mirrors:
             nginx_binary()
-    except toolchain.ToolMissing as exc:
+        if netns_hosts:
+            netns.check_support()
+    except (toolchain.ToolMissing, netns.NetnsError) as exc:
         raise DevnetError(str(exc)) from exc
     directory = directory.resolve()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -608,10 +726,23 @@ async def up(
                 f"and {len(state.cameras)} cameras; "
                 "use the same counts or a new --dir"
             )
+        if (state.netns is not None) != netns_hosts:
+            kind = "network namespaces" if state.netns is not None else "loopback"
+            raise DevnetError(
+                f"{directory} holds a devnet on {kind}; "
+                + ("add --netns" if state.netns is not None else "drop --netns")
+                + " or use a new --dir"
+            )
         state.processes.clear()
+        if state.netns is not None:
+            state.netns.faults.clear()  # a restarted devnet starts healthy
         progress(f"restarting the devnet in {directory}")
     else:
-        state = _new_plan(mirrors, cameras)
+        network = None
+        if netns_hosts:
+            hosts = netns.hosts(node_names(mirrors)[1:], front=mirrors > 0)
+            network = netns.new_plan(hosts, await netns.current_subnets())
+        state = _new_plan(mirrors, cameras, network)
         progress(f"initialising {len(state.nodes)} Kubo nodes and cluster peers in {directory}")
         await _init_kubo(directory, state, paths.ipfs)
         await _init_cluster(directory, state, paths.cluster_service)
@@ -639,8 +770,10 @@ async def up(
 
 def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, name: str) -> None:
     """Spawn the devnet process called ``name`` (see :func:`process_names`)."""
-    if name == "catalog":
-        argv = [str(paths.ferretdb), "--listen", f"127.0.0.1:{state.catalog_port}"]
+    if name == LINKS and state.netns is not None:
+        _start_links(directory, state)
+    elif name == "catalog":
+        argv = [str(paths.ferretdb), "--listen", f"{state.addr(CATALOG_HOST)}:{state.catalog_port}"]
         _start(directory, state, name, [*argv, "--data-dir", str(directory / "catalog")])
     elif name.startswith("camera-"):
         _start_camera(directory, state, state.camera(name.removeprefix("camera-")))
@@ -673,6 +806,7 @@ def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, nam
 def process_names(state: DevnetState) -> list[str]:
     """Every process a devnet can run, in start order."""
     return [
+        *([LINKS] if state.netns is not None else []),
         "catalog",
         *(c.process for c in state.cameras),
         *(f"kubo-{n.name}" for n in state.nodes),
@@ -689,12 +823,15 @@ def process_names(state: DevnetState) -> list[str]:
 async def _ready(directory: Path, state: DevnetState, name: str) -> None:
     """Return once the process called ``name`` answers like a healthy one."""
     check: Callable[[], Awaitable[bool]]
+    if name == LINKS:
+        await _links_applied(directory, state)
+        return
     if name == "catalog":
-        url = catalog_url(state)
+        url = state.catalog_url
         check, what = partial(probes.catalog_ready, url), f"catalog at {url}"
     elif name.startswith("camera-"):
         cam = state.camera(name.removeprefix("camera-"))
-        check, what = partial(probes.rtsp_ready, "127.0.0.1", cam.port, cam.device), f"camera {cam.rtsp}"
+        check, what = partial(probes.rtsp_ready, cam.address, cam.port, cam.device), f"camera {cam.rtsp}"
     elif name.startswith("kubo-"):
         node = state.node(name.removeprefix("kubo-"))
         check, what = partial(probes.kubo_ready, node.kubo_api), f"Kubo {node.name} at {node.kubo_api}"
@@ -715,7 +852,7 @@ async def _ready(directory: Path, state: DevnetState, name: str) -> None:
     elif name == CHAIN:
         check, what = partial(probes.json_rpc_ready, state.chain_url), f"anvil at {state.chain_url}"
     elif name == ANCHOR:
-        url = f"http://127.0.0.1:{state.anchor_admin_port}/healthz"
+        url = f"{state.anchor_admin}/healthz"
         check, what = partial(probes.http_ok, url), f"the anchor service's /healthz at {url}"
     else:
         check, what = partial(probes.http_ok, state.producer_admin + "/healthz"), "the producer's /healthz"
@@ -725,6 +862,12 @@ async def _ready(directory: Path, state: DevnetState, name: str) -> None:
 async def _start_all(
     directory: Path, state: DevnetState, paths: toolchain.ToolPaths, progress: Progress, producer: bool
 ) -> None:
+    if state.netns is not None:
+        progress(
+            f"creating {len(state.netns.hosts)} hosts in network namespaces on {state.netns.subnet}.0/24"
+        )
+        await netns.create(state.netns)
+        await _launch_group(directory, state, paths, [LINKS])
     storage = ["catalog", *(c.process for c in state.cameras), *(f"kubo-{n.name}" for n in state.nodes)]
     for name in [*storage, CHAIN]:
         _launch(directory, state, paths, name)
@@ -770,7 +913,7 @@ async def _launch_group(
 
 # Stop order: the front door first (no new requests reach stopping gateways), then the role
 # processes (producer, mirrors, gateways), then what produces data, storage last.
-_STOP_ORDER = ("camera-", "cluster-", "kubo-", "chain", "catalog")
+_STOP_ORDER = ("camera-", "cluster-", "kubo-", "chain", "catalog", "links")
 _FRONT_RANK, _ROLE_RANK = -2, -1
 
 
@@ -810,9 +953,13 @@ async def down(directory: Path) -> dict[str, str]:
     process group of its own, outside the producer's, so it is found by its arguments.
     """
     directory = directory.resolve()
-    results = await _stop_all(directory, _require_state(directory))
+    state = _require_state(directory)
+    results = await _stop_all(directory, state)
     for pid in pids_mentioning(directory, executable="ffmpeg"):
         results[f"ffmpeg-{pid}"] = await stop_group(pid, name=f"orphaned ffmpeg {pid}", term_timeout=5.0)
+    if state.netns is not None:
+        for removed in await netns.destroy(state.netns):
+            results[removed] = "removed"
     return results
 
 
@@ -831,6 +978,32 @@ async def stop_process(directory: Path, name: str, term_timeout: float = 15.0) -
     state.processes.pop(name, None)
     save_state(directory, state)
     return outcome
+
+
+async def kill_process(directory: Path, name: str) -> str:
+    """SIGKILL one devnet process's whole group (a crash: nothing gets to clean up)."""
+    directory = directory.resolve()
+    state = _require_state(directory)
+    if name not in process_names(state):
+        raise DevnetError(
+            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
+        )
+    record = state.processes.pop(name, None)
+    save_state(directory, state)
+    if record is None or not pid_matches(record.pid, record.executable):
+        return "gone"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGKILL)
+    await poll_until(
+        lambda: _gone(record.pid), timeout=15, what=f"{name} (pid {record.pid}) to die", interval=0.05
+    )
+    log.info("process_killed", extra=kv(process=name, pid=record.pid))
+    return "killed"
+
+
+async def _gone(pid: int) -> bool:
+    reap(pid)
+    return not group_alive(pid)
 
 
 async def start_process(directory: Path, name: str) -> None:
@@ -866,10 +1039,6 @@ def _require_state(directory: Path) -> DevnetState:
 # --- status -----------------------------------------------------------------------------
 
 
-def catalog_url(state: DevnetState) -> str:
-    return f"mongodb://127.0.0.1:{state.catalog_port}/"
-
-
 def status(directory: Path) -> dict[str, Any]:
     """Every endpoint of the devnet, in the documented shape (see docs/devnet.md)."""
     directory = directory.resolve()
@@ -881,7 +1050,7 @@ def status(directory: Path) -> dict[str, Any]:
             "kubo_api": node.kubo_api,
             "kubo_gateway": node.kubo_gateway,
             "peer_id": node.peer_id,
-            "swarm": PeerAddr(node.peer_id, loopback_tcp(node.ports.swarm)).full,
+            "swarm": PeerAddr(node.peer_id, tcp(node.address, node.ports.swarm)).full,
             "cluster_api": node.cluster_api,
             "cluster_peer_id": node.cluster_peer_id,
         }
@@ -893,13 +1062,13 @@ def status(directory: Path) -> dict[str, Any]:
         "dir": str(directory),
         "running": any(alive.values()),
         "nodes": nodes,
-        "catalog": catalog_url(state),
+        "catalog": state.catalog_url,
         "topic": state.topic,
         "chain": {
             "rpc": state.chain_url,
             "contract": state.contract,
             "period_s": state.period_s,
-            "anchor_admin": f"http://127.0.0.1:{state.anchor_admin_port}",
+            "anchor_admin": state.anchor_admin,
             "anchor_config": str(anchor_config_path(directory)),
         },
         "producer": {
@@ -926,6 +1095,22 @@ def status(directory: Path) -> dict[str, Any]:
         "web": (
             {"url": state.web_url, "credentials": str(credentials_path(directory))}
             if state.gateways and state.nginx_port
+            else None
+        ),
+        "network": (
+            {
+                "subnet": f"{state.netns.subnet}.0/24",
+                "bridge": netns.bridge(state.netns),
+                "hosts": {
+                    host: {
+                        "address": address,
+                        "netns": netns.namespace(state.netns, host),
+                        "link": netns.Fault(**state.netns.faults.get(host, {})).describe(),
+                    }
+                    for host, address in state.netns.hosts.items()
+                },
+            }
+            if state.netns is not None
             else None
         ),
         "swarm_key": str(directory / "swarm.key"),

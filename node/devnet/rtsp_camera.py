@@ -39,6 +39,7 @@ def pipeline(label: str, width: int, height: int, fps: int, kbps: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--address", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--path", required=True, help="mount path, e.g. cam1")
     parser.add_argument("--label", required=True)
     parser.add_argument("--width", type=int, default=960)
@@ -49,20 +50,20 @@ def main() -> int:
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(pipeline(args.label, args.width, args.height, args.fps, args.kbps))
     factory.set_shared(True)  # every client sees the same live stream, like a real camera
     server.get_mount_points().add_factory("/" + args.path.strip("/"), factory)
     if server.attach(None) == 0:
-        print(f"rtsp_camera: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        print(f"rtsp_camera: cannot listen on {args.address}:{args.port}", file=sys.stderr)
         return 1
 
     loop = GLib.MainLoop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
-    print(f"rtsp_camera: serving rtsp://127.0.0.1:{args.port}/{args.path.strip('/')}", flush=True)
+    print(f"rtsp_camera: serving rtsp://{args.address}:{args.port}/{args.path.strip('/')}", flush=True)
     loop.run()
     return 0
 

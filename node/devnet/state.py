@@ -19,6 +19,21 @@ STATE_VERSION = 1
 TOPIC = "camswarm/segments/v1"
 GATEWAYS = ("gateway1", "gateway2")  # a devnet with mirrors runs both behind one nginx
 NGINX = "nginx"
+# Hosts besides the nodes (producer, mirrorN) when each host has a network namespace (--netns).
+CATALOG_HOST = "catalog"
+CHAIN_HOST = "chain"  # anvil and `camswarm anchor`
+FRONT = "front"  # nginx and the gateways
+
+
+@dataclass
+class NetnsPlan:
+    """A devnet's private network: one namespace per host on one bridge (node/devnet/netns.py)."""
+
+    id: str  # a few hex digits naming the bridge, namespaces and taps of this devnet
+    subnet: str  # the /24 prefix, e.g. "10.77.5"
+    hosts: dict[str, str]  # host -> its address in the subnet
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> fault (netns.Fault)
+    generation: int = 0  # bumped at every change of the links' settings
 
 
 @dataclass
@@ -30,24 +45,28 @@ class NodePorts:
     cluster_api: int
 
 
+LOOPBACK = "127.0.0.1"
+
+
 @dataclass
 class NodeSpec:
     name: str
     ports: NodePorts
     peer_id: str = ""
     cluster_peer_id: str = ""
+    address: str = LOOPBACK  # its host's address: loopback, or its network namespace's
 
     @property
     def kubo_api(self) -> str:
-        return f"http://127.0.0.1:{self.ports.api}"
+        return f"http://{self.address}:{self.ports.api}"
 
     @property
     def kubo_gateway(self) -> str:
-        return f"http://127.0.0.1:{self.ports.gateway}"
+        return f"http://{self.address}:{self.ports.gateway}"
 
     @property
     def cluster_api(self) -> str:
-        return f"http://127.0.0.1:{self.ports.cluster_api}"
+        return f"http://{self.address}:{self.ports.cluster_api}"
 
 
 @dataclass
@@ -55,10 +74,11 @@ class CameraSpec:
     factory: str
     device: str
     port: int
+    address: str = LOOPBACK  # cameras sit on the producer's host
 
     @property
     def rtsp(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/{self.device}"
+        return f"rtsp://{self.address}:{self.port}/{self.device}"
 
     @property
     def process(self) -> str:
@@ -95,7 +115,13 @@ class DevnetState:
     # Devices the producer encrypts (HLS AES-128, master key DIR/master.key); the demo encrypts cam1.
     encrypted: list[str] = field(default_factory=lambda: list(DEFAULT_ENCRYPTED))
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    # With --netns: the network (node/devnet/netns.py); hosts maps each host to its address.
+    netns: NetnsPlan | None = None
     version: int = STATE_VERSION
+
+    def addr(self, host: str) -> str:
+        """The address of ``host`` (a name from :data:`HOSTS` or a node name); loopback without netns."""
+        return self.netns.hosts[host] if self.netns is not None else LOOPBACK
 
     def node(self, name: str) -> NodeSpec:
         for node in self.nodes:
@@ -105,7 +131,7 @@ class DevnetState:
 
     @property
     def producer_admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.addr('producer')}:{self.admin_port}"
 
     @property
     def mirrors(self) -> list[str]:
@@ -124,15 +150,23 @@ class DevnetState:
         return mirrors[index] if index < len(mirrors) else mirrors[0]
 
     def gateway_listen(self, gateway: str) -> str:
-        return f"127.0.0.1:{self.gateway_ports[gateway]}"
+        return f"{self.addr(FRONT)}:{self.gateway_ports[gateway]}"
 
     @property
     def chain_url(self) -> str:
-        return f"http://127.0.0.1:{self.chain_port}"
+        return f"http://{self.addr(CHAIN_HOST)}:{self.chain_port}"
+
+    @property
+    def anchor_admin(self) -> str:
+        return f"http://{self.addr(CHAIN_HOST)}:{self.anchor_admin_port}"
+
+    @property
+    def catalog_url(self) -> str:
+        return f"mongodb://{self.addr(CATALOG_HOST)}:{self.catalog_port}/"
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.nginx_port}/"
+        return f"http://{self.addr(FRONT)}:{self.nginx_port}/"
 
     def used_ports(self) -> set[int]:
         ports = {self.catalog_port, self.admin_port, self.nginx_port, *self.mirror_admin_ports.values()}
@@ -143,7 +177,7 @@ class DevnetState:
         return (ports | {c.port for c in self.cameras}) - {0}  # 0: a port not chosen yet
 
     def mirror_admin(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.mirror_admin_ports[name]}"
+        return f"http://{self.addr(name)}:{self.mirror_admin_ports[name]}"
 
     def camera(self, device: str) -> CameraSpec:
         for cam in self.cameras:
@@ -170,6 +204,7 @@ class DevnetState:
                     ports=NodePorts(**n["ports"]),
                     peer_id=n.get("peer_id", ""),
                     cluster_peer_id=n.get("cluster_peer_id", ""),
+                    address=n.get("address", LOOPBACK),
                 )
                 for n in obj["nodes"]
             ],
@@ -188,6 +223,7 @@ class DevnetState:
             anchor_admin_port=int(obj.get("anchor_admin_port", 0)),
             encrypted=[str(d) for d in obj.get("encrypted", DEFAULT_ENCRYPTED)],
             processes={k: ProcessRecord(**v) for k, v in obj.get("processes", {}).items()},
+            netns=NetnsPlan(**obj["netns"]) if obj.get("netns") else None,
         )
 
 

@@ -1,7 +1,8 @@
 // Command camswarm-ferretdb runs FerretDB v1 with its SQLite backend as the
 // camswarm catalog for local networks and tests. It is built from this tiny
 // module (not `go install .../cmd/ferretdb`, whose binary panics when the
-// version file it embeds is missing) and listens on one loopback address.
+// version file it embeds is missing) and listens on one loopback or private
+// (RFC 1918, such as a devnet's network namespace) address.
 package main
 
 import (
@@ -20,7 +21,7 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:27017", "loopback TCP address to listen on")
+	listen := flag.String("listen", "127.0.0.1:27017", "loopback or private TCP address to listen on")
 	dataDir := flag.String("data-dir", "", "directory for the SQLite databases (required)")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
@@ -39,8 +40,8 @@ func run(listen, dataDir, logLevel string) error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", listen, err)
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("--listen %q: only loopback addresses are allowed", listen)
+	if ip := net.ParseIP(host); ip == nil || !(ip.IsLoopback() || ip.IsPrivate()) {
+		return fmt.Errorf("--listen %q: only loopback or private addresses are allowed", listen)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
