@@ -211,8 +211,10 @@ class _Node:
             raise self.error(f"HTTP {status}") from exc
         except requests.RequestException as exc:
             raise self.error(f"request failed: {type(exc).__name__}") from exc
-        except ContractLogicError:
-            raise  # the node answered: a revert is the contract's verdict, not a chain failure
+        except (ContractLogicError, TransactionNotFound):
+            # The node answered: a revert is the contract's verdict, and a receipt not found yet
+            # means "not mined yet" to the caller polling for it; neither is a chain failure.
+            raise
         except Web3RPCError as exc:
             raise self.error(exc.message) from exc
 

@@ -250,3 +250,16 @@ async def test_the_private_key_never_shows(w3: Web3, address: str) -> None:
     with pytest.raises(ValueError, match="not a 32-byte hex string") as caught:
         Registry(w3, address, key[:-2])
     assert key[2:-2] not in str(caught.value) and caught.value.__cause__ is None
+
+
+async def test_a_receipt_not_there_yet_is_waited_for_not_an_error(w3: Web3) -> None:
+    """A transaction not mined yet answers "not found": the receipt wait polls on to its deadline."""
+    from node.chain import ChainError, _Node, _Signer
+
+    node = _Node(w3, timeout=5.0)
+    try:
+        signer = _Signer(node, OWNER_KEY)
+        with pytest.raises(ChainError, match=r"not mined within 0\.2 s"):
+            await signer.receipt("0x" + "ab" * 32, 0.2, 0.01)
+    finally:
+        await node.close()
