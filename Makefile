@@ -8,7 +8,7 @@ DEMO_DIR ?= $(CAMSWARM_STATE)/demo
 MIRRORS ?= 2
 CAMERAS ?= 2
 
-.PHONY: deps deps-test bench-deps check lint typecheck test test-unit test-integration demo demo-down clean
+.PHONY: deps deps-test bench-deps bench check lint typecheck test test-unit test-integration chaos demo demo-down clean
 
 deps:
 	@VENV=$(VENV) bash tools/deps.sh
@@ -18,6 +18,11 @@ deps-test:
 
 bench-deps:
 	@VENV=$(VENV) bash tools/deps.sh --bench
+
+# Measure and regenerate docs/benchmarks.md with its figures and docs/bench/results.json (about
+# 45 min). QUICK=1: a smoke run with short durations (about 7 min); ONLY=lag,capacity: those sections.
+bench: bench-deps
+	$(BIN)/python bench/report.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY))
 
 lint: deps
 	$(BIN)/ruff check .
@@ -39,6 +44,11 @@ test: deps-test check
 
 demo: deps
 	$(BIN)/camswarm devnet up --dir $(DEMO_DIR) --mirrors $(MIRRORS) --cameras $(CAMERAS)
+
+# Every fault in turn on a --netns devnet (root): 4 cameras, 2 mirrors, 2-minute faults (~25 min).
+CHAOS_DIR ?= $(CAMSWARM_STATE)/chaos-$(shell date +%Y%m%dT%H%M%S)
+chaos: deps
+	$(BIN)/camswarm devnet chaos --dir $(CHAOS_DIR) --cameras 4 --mirrors 2 --hold 120 --bound 300
 
 demo-down:
 	$(BIN)/camswarm devnet down --dir $(DEMO_DIR)

@@ -1,23 +1,25 @@
 """Mirror benchmarks on a private devnet (real Kubo, cluster, catalog, ffmpeg, RTSP, mirrors).
 
     .venv/bin/python bench/mirror_bench.py lag     [--cameras 2] [--segment 4] [--duration 180]
+                                                   [--netns --link-delay-ms 20]
     .venv/bin/python bench/mirror_bench.py catchup [--cameras 2] [--segment 2] [--offline 600] [--whole-node]
 
 Both run a devnet of one producer node and two mirror nodes, its producer
 cutting segments of ``--segment`` seconds (``network.up(segment_seconds=...)``).
 
-lag: announcement -> playable at mirror1 (target p50 <= 500 ms, p99 <= 2 s for
-~1 MB segments; the devnet cameras stream ~2.2 Mbit/s, so 4-second segments
-are ~1 MB). t0 is the arrival of the announcement at a subscription this script
-opens on mirror1's own Kubo (the same Kubo and pubsub stream the mirror reads);
-t1 is the moment the announcement's file name first appears in mirror1's
-live.m3u8 for that camera, seen through inotify on the camera directory (the
-playlist is replaced by a rename, and re-read on every event). Only
-announcements arriving inside the measurement window count; one not listed
-within a grace period after the window is reported as ``not_playable``.
+lag: announcement -> playable at each mirror (target p50 <= 500 ms, p99 <= 2 s
+for ~1 MB segments; the devnet cameras stream ~2.2 Mbit/s, so 4-second segments
+are ~1 MB). For each mirror, t0 is the arrival of the announcement at a
+subscription this script opens on that mirror's own Kubo (the same Kubo and
+pubsub stream the mirror reads); t1 is the moment the announcement's file name
+first appears in that mirror's live.m3u8 for the camera, seen through inotify
+on the camera directory (the playlist is replaced by a rename, and re-read on
+every event). Only announcements arriving inside the measurement window count;
+one not listed within a grace period after the window is reported as
+``not_playable``. The raw samples are in the result (``samples_ms``).
 
 The comparison, side by side in the same run: at each t0 a separate task
-``cat``s the same CID through mirror2's Kubo and the time from t0 to the last
+``cat``s the same CID through mirror2's Kubo and the time from t0 (mirror1's) to the last
 byte is the "kubo_cat_floor": what fetching the bytes by CID over bitswap from
 the producer costs, without the mirror's admission, verification, fsyncs and
 playlist rewrite. It is not an uncontended floor, and is not meant to be:
@@ -26,6 +28,15 @@ process fetches the same CID through mirror2's Kubo at the same moment (Kubo
 merges the two wants), just as the ipfs-cluster peers of both mirror nodes pin
 every segment (the devnet's replication_max is the number of peers) and so
 fetch the same blocks too. Both measurements thus see similar contention.
+
+With ``--netns`` the devnet puts every host in a network namespace of its own
+and each mirror host's link gets ``--link-delay-ms`` of delay each way (linkd,
+``network.fault``), so a mirror is that far from the producer and the catalog.
+This script runs in the root namespace, so the subscription stream it reads
+crosses the mirror's delayed link once more: t0 is moved back by one link delay,
+and the comparison, whose request and answer each cross mirror2's link,
+is timed from the request reaching mirror2's Kubo (two delays less). Without
+``--netns`` everything is on loopback; the result says which (``network``).
 
 catchup: mirror1's mirror process is stopped for ``--offline`` seconds while
 recording continues, then started again. Measured from the moment
@@ -75,6 +86,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import devnet_links
+from bench.analysis import distribution_ms
 from bench.common import fetch_metrics, log, percentile, run_chosen
 from mirror.config import load_config
 from mirror.store import LIVE_PLAYLIST, Store
@@ -89,10 +102,6 @@ from producer.watch import PlaylistWatcher
 Key = tuple[str, str, str]  # factory, device, segment file name
 LAG_GRACE_S = 20.0  # after the window: time left for the last announcements to become playable
 CATCHUP_TIMEOUT_S = 600.0
-
-
-def ms(seconds: float) -> float | None:
-    return None if seconds != seconds else round(seconds * 1000)  # NaN -> null in the JSON line
 
 
 # --- the devnet ---------------------------------------------------------------------------------
@@ -131,13 +140,25 @@ class Devnet:
 
 
 @asynccontextmanager
-async def devnet(cameras: int, segment: int) -> AsyncIterator[Devnet]:
+async def devnet(
+    cameras: int, segment: int, *, netns: bool = False, mirror_delay_ms: float = 0.0
+) -> AsyncIterator[Devnet]:
+    """A devnet with 2 mirrors; with ``netns``, each mirror host's link delayed by ``mirror_delay_ms``."""
+    up_kwargs = devnet_links.up_kwargs(netns)  # NetnsUnavailable says what is missing
     with tempfile.TemporaryDirectory(prefix="camswarm-mirror-bench-") as tmp:
         directory = Path(tmp).resolve()
         try:
-            log(f"starting a devnet in {directory}: {cameras} cameras, 2 mirrors, {segment} s segments")
-            await network.up(directory, mirrors=2, cameras=cameras, segment_seconds=segment, progress=log)
-            yield Devnet(directory, network.status(directory))
+            where = "network namespaces" if netns else "loopback"
+            log(f"starting a devnet on {where} in {directory}: {cameras} cameras, 2 mirrors")
+            await network.up(
+                directory, mirrors=2, cameras=cameras, segment_seconds=segment, progress=log, **up_kwargs
+            )
+            status = network.status(directory)
+            if netns and mirror_delay_ms:
+                for mirror in status["mirrors"]:
+                    await devnet_links.set_link(directory, mirror, delay_ms=mirror_delay_ms)
+                    log(f"{mirror}'s link: {mirror_delay_ms:g} ms of delay each way")
+            yield Devnet(directory, status)
         finally:
             log("stopping the devnet")
             with suppress(network.DevnetError):  # up failed before writing any state
@@ -153,101 +174,111 @@ def live_files(text: str) -> list[str]:
 
 
 async def run_lag(args: argparse.Namespace) -> dict[str, Any]:
-    announced: dict[Key, float] = {}  # t0, monotonic
-    playable: dict[Key, float] = {}  # t1, monotonic
+    delay_s = args.link_delay_ms / 1000 if args.netns else 0.0
+    announced: dict[str, dict[Key, float]] = {}  # mirror -> t0, monotonic
+    playable: dict[str, dict[Key, float]] = {}  # mirror -> t1, monotonic
     sizes: dict[Key, int] = {}
     floor: dict[Key, float] = {}
     floor_errors: list[str] = []
     window: list[float] = []  # [opened, closed] once known
-    subscribed = asyncio.Event()
+    followed: set[tuple[str, str, str]] = set()
+    subscribed: set[str] = set()
 
-    async with devnet(args.cameras, args.segment) as net:
-        store = net.store("mirror1")
+    async with devnet(
+        args.cameras, args.segment, netns=args.netns, mirror_delay_ms=args.link_delay_ms
+    ) as net:
+        mirrors = sorted(net.status["mirrors"])
         concurrency = load_config(Path(net.status["mirrors"]["mirror1"]["config"])).node.fetch_concurrency
         watcher = PlaylistWatcher()
-        followed: set[tuple[str, str]] = set()
+        for mirror in mirrors:
+            announced[mirror], playable[mirror] = {}, {}
 
-        async def follow(factory: str, device: str) -> None:
-            directory = store / factory / device
+        async def follow(mirror: str, factory: str, device: str) -> None:
+            directory = net.store(mirror) / factory / device
 
             async def exists() -> bool:
                 return directory.is_dir()
 
             await poll_until(exists, timeout=180, what=f"{directory}", interval=0.05)
             wake, watch = watcher.watch(directory, LIVE_PLAYLIST)
-            followed.add((factory, device))
+            followed.add((mirror, factory, device))
             try:
                 while True:
                     with suppress(OSError):
                         text = (directory / LIVE_PLAYLIST).read_text()
                         now = time.monotonic()
                         for name in live_files(text):
-                            playable.setdefault((factory, device, name), now)
+                            playable[mirror].setdefault((factory, device, name), now)
                     await wake.wait()
                     wake.clear()
             finally:
                 watcher.unwatch(watch)
 
-        async def cat_floor(kubo: KuboClient, key: Key, cid: str, size: int, t0: float) -> None:
+        async def cat_floor(kubo: KuboClient, key: Key, cid: str, size: int, sent: float) -> None:
             try:
                 data = await kubo.cat(cid, length=size + 1)
             except DaemonError as exc:
                 floor_errors.append(str(exc))
                 return
             if len(data) == size:
-                floor[key] = time.monotonic() - t0
+                # From the request reaching the other mirror's Kubo to the last byte there:
+                # the request and the answer each cross that host's (delayed) link once.
+                floor[key] = time.monotonic() - sent - 2 * delay_s
             else:
                 floor_errors.append(f"{cid}: {len(data)} bytes, announced {size}")
 
         floor_tasks: set[asyncio.Task[None]] = set()
 
-        async def listen(floor_kubo: KuboClient) -> None:
-            async with net.kubo("mirror1") as kubo:
+        async def listen(mirror: str, floor_kubo: KuboClient) -> None:
+            async with net.kubo(mirror) as kubo:
                 async for message in kubo.pubsub_sub(net.status["topic"]):
-                    now = time.monotonic()
-                    subscribed.set()
+                    seen = time.monotonic()
+                    now = seen - delay_s  # it reached the mirror's Kubo one link delay before us
+                    subscribed.add(mirror)
                     try:
                         ann = json.loads(message.data)
                         key = (str(ann["factory"]), str(ann["device"]), str(ann["filename"]))
                         cid, size = str(ann["cid"]), int(ann["size"])
                     except (ValueError, KeyError, TypeError):
                         continue
-                    if len(window) != 1 or key in announced:
+                    if len(window) != 1 or key in announced[mirror]:
                         continue  # outside the measurement window
-                    announced[key] = now
+                    announced[mirror][key] = now
+                    if mirror != mirrors[0]:
+                        continue
                     sizes[key] = size
-                    task = asyncio.create_task(cat_floor(floor_kubo, key, cid, size, now))
+                    task = asyncio.create_task(cat_floor(floor_kubo, key, cid, size, seen))
                     floor_tasks.add(task)
                     task.add_done_callback(floor_tasks.discard)
 
-        async with net.kubo("mirror2", timeout=60) as floor_kubo:
-            tasks = [asyncio.create_task(follow(f, d)) for f, d in net.cameras]
-            tasks.append(asyncio.create_task(listen(floor_kubo)))
+        async with net.kubo(mirrors[-1], timeout=60) as floor_kubo:
+            tasks = [asyncio.create_task(follow(m, f, d)) for m in mirrors for f, d in net.cameras]
+            tasks += [asyncio.create_task(listen(m, floor_kubo)) for m in mirrors]
             try:
 
                 async def warmed_up() -> bool:
                     for task in tasks:
                         if task.done():
-                            task.result()  # a follower or the listener failed: raise it
-                    return len(followed) == len(net.cameras) and subscribed.is_set()
+                            task.result()  # a follower or a listener failed: raise it
+                    return len(followed) == len(tasks) - len(mirrors) and len(subscribed) == len(mirrors)
 
-                await poll_until(warmed_up, timeout=180, what="segments at mirror1", interval=0.05)
+                await poll_until(warmed_up, timeout=180, what="segments at every mirror", interval=0.05)
                 window.append(time.monotonic())
                 log(f"lag: measuring {args.cameras} cameras, {args.segment} s segments, {args.duration} s")
                 await asyncio.sleep(args.duration)
                 window.append(time.monotonic())
-                pending = set(announced)
 
                 async def all_playable() -> bool:
-                    return pending <= playable.keys() and not floor_tasks
+                    return not floor_tasks and all(announced[m].keys() <= playable[m].keys() for m in mirrors)
 
-                log(f"lag: window closed, {len(announced)} announcements; waiting for the last ones")
+                total = sum(len(a) for a in announced.values())
+                log(f"lag: window closed, {total} announcements; waiting for the last ones")
                 with suppress(TimeoutError):
                     await poll_until(
                         all_playable, timeout=LAG_GRACE_S, what="the last segments", interval=0.05
                     )
-                metrics = await net.mirror_metrics("mirror1")
-                health = await net.mirror_health("mirror1")
+                metrics = {m: await net.mirror_metrics(m) for m in mirrors}
+                health = {m: await net.mirror_health(m) for m in mirrors}
             finally:
                 for task in [*tasks, *floor_tasks]:
                     task.cancel()
@@ -256,34 +287,44 @@ async def run_lag(args: argparse.Namespace) -> dict[str, Any]:
                         await task
                 watcher.close()
 
-    samples = [playable[k] - announced[k] for k in announced if k in playable]
+    per_mirror: dict[str, Any] = {}
+    for mirror in mirrors:
+        got = announced[mirror]
+        samples = [playable[mirror][k] - got[k] for k in got if k in playable[mirror]]
+        lag_sum = metrics[mirror].get("camswarm_mirror_announce_to_playable_seconds_sum", 0.0)
+        lag_count = metrics[mirror].get("camswarm_mirror_announce_to_playable_seconds_count", 0.0)
+        per_mirror[mirror] = {
+            "announcements": len(got),
+            "not_playable": len(got) - len(samples),
+            **distribution_ms(samples),
+            "target_met": bool(samples)
+            and percentile(samples, 50) <= 0.5
+            and percentile(samples, 99) <= 2.0
+            and len(samples) == len(got),
+            # The mirror's own histogram (admission to live rewrite, inside the process).
+            "mirror_metric_mean_ms": round(1000 * lag_sum / lag_count) if lag_count else None,
+            "mirror_stored": health[mirror].get("stored", {}),
+            "samples_ms": sorted(round(v * 1000, 1) for v in samples),
+        }
     floors = list(floor.values())
-    lag_sum = metrics.get("camswarm_mirror_announce_to_playable_seconds_sum", 0.0)
-    lag_count = metrics.get("camswarm_mirror_announce_to_playable_seconds_count", 0.0)
-    p50, p99 = percentile(samples, 50), percentile(samples, 99)
     return {
         "bench": "mirror_lag",
+        "network": {
+            "kind": "netns" if args.netns else "loopback",
+            "mirror_link_delay_ms": args.link_delay_ms if args.netns else 0.0,
+        },
         "cameras": args.cameras,
         "segment_s": args.segment,
         "duration_s": args.duration,
         "fetch_concurrency": concurrency,
-        "count": len(samples),
-        "not_playable": len(announced) - len(samples),
         "segment_bytes_mean": round(statistics.mean(sizes.values())) if sizes else None,
-        "p50_ms": ms(p50),
-        "p90_ms": ms(percentile(samples, 90)),
-        "p99_ms": ms(p99),
-        "max_ms": ms(max(samples, default=float("nan"))),
-        "target_met": bool(samples) and p50 <= 0.5 and p99 <= 2.0 and len(samples) == len(announced),
-        # The mirror's own histogram (admission to live rewrite, inside the process), for comparison.
-        "mirror_metric_mean_ms": round(1000 * lag_sum / lag_count) if lag_count else None,
-        "mirror_stored": health.get("stored", {}),
+        "mirrors": per_mirror,
+        "target_met": all(m["target_met"] for m in per_mirror.values()),
         "kubo_cat_floor": {
-            "via": "mirror2's Kubo, started at t0",
-            "count": len(floors),
+            "via": f"{mirrors[-1]}'s Kubo, started at {mirrors[0]}'s t0",
             "errors": len(floor_errors),
-            "p50_ms": ms(percentile(floors, 50)),
-            "p99_ms": ms(percentile(floors, 99)),
+            **distribution_ms(floors),
+            "samples_ms": sorted(round(v * 1000, 1) for v in floors),
         },
     }
 
@@ -423,6 +464,10 @@ def main() -> int:
     lag.add_argument("--cameras", type=int, default=2)
     lag.add_argument("--segment", type=int, default=4, help="segment seconds (4 s at 2 Mbit/s is about 1 MB)")
     lag.add_argument("--duration", type=int, default=180, help="measurement window, seconds")
+    lag.add_argument("--netns", action="store_true", help="hosts in network namespaces (devnet --netns)")
+    lag.add_argument(
+        "--link-delay-ms", type=float, default=20.0, help="with --netns: delay on each mirror host's link"
+    )
     catchup = sub.add_parser("catchup", help="repair rate after a mirror outage")
     catchup.add_argument("--cameras", type=int, default=2)
     catchup.add_argument("--segment", type=int, default=2, help="segment seconds")

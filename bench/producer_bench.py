@@ -1,7 +1,9 @@
 """Producer benchmarks on a private devnet (real Kubo, cluster, catalog, ffmpeg, RTSP).
 
-    .venv/bin/python bench/producer_bench.py latency  [--cameras 2] [--segment 4] [--duration 180]
-    .venv/bin/python bench/producer_bench.py capacity [--cameras 16] [--segment 2] [--duration 300]
+    .venv/bin/python bench/producer_bench.py latency   [--cameras 2] [--segment 4] [--duration 180]
+    .venv/bin/python bench/producer_bench.py capacity  [--cameras 16] [--segment 2] [--duration 300]
+    .venv/bin/python bench/producer_bench.py sweep     [--steps 4,8,12,16,24,32,48] [--duration 120]
+    .venv/bin/python bench/producer_bench.py partition [--cameras 2] [--partition 120]   (needs --netns)
 
 latency: from ffmpeg listing a segment in its playlist (seen here through
 inotify on the producer's session directories) to the signed announcement
@@ -12,10 +14,26 @@ the floor that Kubo and pubsub set without cluster, MFS or catalog.
 capacity: N cameras pulled at 2 Mbit/s by one producer for the duration. All N
 pull the same shared RTSP stream, so the machine pays for one encoder and the
 producer side pays for N cameras (N ffmpeg remuxers, N outbox pipelines, N
-times the bytes into Kubo and the cluster). Passes when the outbox backlog does
-not grow. Also reports the producer's CPU per camera as a ratio to ffmpeg's.
+times the bytes into Kubo and the cluster). The outbox backlog is sampled from
+/healthz through the run and judged by bench.analysis.carries (no growth over
+the last half, at most one segment per camera at the end). Also reports the
+producer's CPU as a ratio to its ffmpeg children's, Kubo's and the machine's.
 
-Each run creates and removes its own devnet under a temporary directory and
+sweep: capacity for each camera count of --steps, each on a fresh devnet (so
+every step starts with an empty catalog and outbox), stopping after the first
+step that is not carried (unless --keep-going). The most cameras carried is the
+largest step with every smaller step carried.
+
+partition: a devnet in network namespaces (node/devnet/netns.py); the producer's
+host is cut off from the others (catalog, mirrors) for --partition seconds, then
+healed. The backlog is read every --interval seconds from the producer's outbox
+database (the admin port is behind the cut link). Reports the peak, the time
+from the heal until the backlog first shrinks (announcing again) and until it
+is drained, and whether every segment recorded during the cut was
+announced; the comparison is the backlog of a producer that announced nothing
+(the segments recorded during the cut).
+
+Each run creates and removes its own devnet(s) under a temporary directory and
 prints one JSON line with the results.
 """
 
@@ -26,11 +44,12 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import suppress
+from contextlib import closing, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +58,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fetch_metrics, percentile, run_chosen
+from bench import devnet_links
+from bench.analysis import carries, drain_seconds, first_drop, most_carried, ms
+from bench.common import fetch_metrics, log, percentile, run_chosen
 from node.announce import format_start
 from node.devnet import network
 from node.devnet.configs import ProducerCamera, producer_config
@@ -47,10 +68,14 @@ from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.procs import poll_until
 from producer.ffmpeg_cmd import PLAYLIST
+from producer.outbox import STEPS
 from producer.segments import PlaylistError, listed_segments
 from producer.watch import PlaylistWatcher
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- CPU accounting -----------------------------------------------------------------------------
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,6 +97,57 @@ def children(pid: int, name: str) -> list[int]:
             if ppid == pid and comm == name:
                 found.append(int(entry.name))
     return found
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU used since ``start()`` by the producer, its ffmpeg children (restarted ones too), Kubo
+    and the whole machine. Call ``sample()`` now and then: an ffmpeg that exits between two
+    samples keeps what it had at the last one."""
+
+    def __init__(self, producer_pid: int, kubo_pid: int) -> None:
+        self.producer_pid = producer_pid
+        self.kubo_pid = kubo_pid
+        self.ffmpeg: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
+
+    def start(self) -> None:
+        self.wall0 = time.monotonic()
+        self.producer0 = cpu_seconds(self.producer_pid)
+        self.kubo0 = cpu_seconds(self.kubo_pid)
+        self.machine0 = machine_jiffies()
+        self.ffmpeg.clear()
+        self.sample()
+
+    def sample(self) -> None:
+        for pid in children(self.producer_pid, "ffmpeg"):
+            with suppress(OSError):
+                used = cpu_seconds(pid)
+                self.ffmpeg.setdefault(pid, [used, used])[1] = used
+
+    def percentages(self) -> dict[str, float | None]:
+        """Percent of one core over the run (the machine: percent of all its cores)."""
+        self.sample()
+        wall = time.monotonic() - self.wall0
+        busy, total = machine_jiffies()
+        producer = cpu_seconds(self.producer_pid) - self.producer0
+        ffmpeg = sum(last - first for first, last in self.ffmpeg.values())
+        return {
+            "producer": round(100 * producer / wall, 1),
+            "ffmpeg_all": round(100 * ffmpeg / wall, 1),
+            "kubo": round(100 * (cpu_seconds(self.kubo_pid) - self.kubo0) / wall, 1),
+            "machine": round(100 * (busy - self.machine0[0]) / max(1, total - self.machine0[1]), 1),
+            "producer_over_ffmpeg": round(producer / ffmpeg, 2) if ffmpeg else None,
+        }
+
+
+# --- a devnet with a producer this script configures ----------------------------------------------
 
 
 class Bench:
@@ -122,6 +198,7 @@ class Bench:
             try:
                 await asyncio.wait_for(self.proc.wait(), 30)
             except TimeoutError:
+                log("the bench producer did not stop within 30 s of SIGTERM; killing it")
                 self.proc.kill()
                 await self.proc.wait()
         self.log.close()
@@ -138,6 +215,9 @@ class Bench:
 
     async def metrics(self) -> dict[str, float]:
         return await fetch_metrics(self.admin + "/metrics")
+
+
+# --- latency ------------------------------------------------------------------------------------
 
 
 async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,7 +263,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                         received.setdefault((ann["device"], ann["start"]), now)
 
             tasks = [asyncio.create_task(discover()), asyncio.create_task(listen())]
-            print(f"latency: recording {args.cameras} cameras for {args.duration} s", file=sys.stderr)
+            log(f"latency: recording {args.cameras} cameras for {args.duration} s")
             await asyncio.sleep(args.duration)
             metrics = await bench.metrics()
             stop.set()
@@ -201,21 +281,22 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "segment_mb_mean": round(statistics.mean(sizes) / 1e6, 2),
         "samples": len(samples),
-        "p50_ms": round(percentile(samples, 50) * 1000),
-        "p99_ms": round(percentile(samples, 99) * 1000),
-        "max_ms": round(max(samples, default=float("nan")) * 1000),
+        "p50_ms": ms(percentile(samples, 50)),
+        "p99_ms": ms(percentile(samples, 99)),
+        "max_ms": ms(max(samples, default=float("nan"))),
+        "samples_ms": sorted(round(s * 1000, 1) for s in samples),
         "step_mean_ms": step_means(metrics),
         "kubo_floor": baseline,
     }
 
 
-def step_means(metrics: dict[str, float]) -> dict[str, float]:
+def step_means(metrics: dict[str, float]) -> dict[str, float | None]:
     """Mean duration of each outbox step in ms, from the producer's histograms."""
-    means = {}
+    means: dict[str, float | None] = {}
     for step in ("add", "pin", "link", "catalog", "announce"):
         total = metrics.get(f'camswarm_step_seconds_sum{{step="{step}"}}', 0.0)
         count = metrics.get(f'camswarm_step_seconds_count{{step="{step}"}}', 0.0)
-        means[step] = round(1000 * total / count, 1) if count else float("nan")
+        means[step] = round(1000 * total / count, 1) if count else None
     return means
 
 
@@ -252,8 +333,9 @@ async def kubo_floor(bench: Bench, files: list[Path]) -> dict[str, Any]:
     samples = [got[c] - sent[c] for c in sent if c in got]
     return {
         "samples": len(samples),
-        "p50_ms": round(percentile(samples, 50) * 1000),
-        "p99_ms": round(percentile(samples, 99) * 1000),
+        "p50_ms": ms(percentile(samples, 50)),
+        "p99_ms": ms(percentile(samples, 99)),
+        "samples_ms": sorted(round(s * 1000, 1) for s in samples),
     }
 
 
@@ -261,53 +343,193 @@ async def _has(got: dict[str, float], key: str) -> bool:
     return key in got
 
 
+# --- capacity: one step, and the sweep ----------------------------------------------------------------
+
+
+async def measure_step(bench: Bench, args: argparse.Namespace, cameras: int) -> dict[str, Any]:
+    """Warm up, then sample the backlog and CPU of ``bench``'s producer for ``args.duration`` s."""
+    assert bench.proc is not None
+    log(f"capacity: {cameras} cameras, warming up {args.warmup} s")
+    await asyncio.sleep(args.warmup)
+    meter = CpuMeter(bench.proc.pid, int(bench.status["processes"]["kubo-producer"]["pid"]))
+    first = await bench.health()
+    meter.start()
+    series: list[list[float]] = []  # [seconds into the run, outbox depth, oldest unannounced age]
+    log(f"capacity: {cameras} cameras, measuring {args.duration} s")
+    while (elapsed := time.monotonic() - meter.wall0) < args.duration:
+        report = await bench.health()
+        series.append([round(elapsed, 2), report["outbox"]["depth"], report["outbox"]["oldest_age_s"]])
+        meter.sample()
+        await asyncio.sleep(args.interval)
+    last = await bench.health()
+    cpu = meter.percentages()
+    wall = time.monotonic() - meter.wall0
+    metrics = await bench.metrics()
+    verdict = carries([(t, depth) for t, depth, _ in series], cameras)
+    log(f"capacity: {cameras} cameras: {verdict.reason}; CPU {cpu}")
+    restarts = sum(c["restarts"] for c in last["cameras"].values()) - sum(
+        c["restarts"] for c in first["cameras"].values()
+    )
+    announced = sum(v for k, v in metrics.items() if k.startswith("camswarm_segments_announced_total"))
+    recorded = sum(v for k, v in metrics.items() if k.startswith("camswarm_segments_recorded_total"))
+    return {
+        "cameras": cameras,
+        "segment_s": args.segment,
+        "warmup_s": args.warmup,
+        "duration_s": round(wall),
+        "sample_interval_s": args.interval,
+        "verdict": verdict.as_dict(),
+        "outbox_depth_start_end_max": [
+            first["outbox"]["depth"],
+            last["outbox"]["depth"],
+            max((depth for _, depth, _ in series), default=0),
+        ],
+        "oldest_age_s_max": max((age for _, _, age in series), default=0.0),
+        "ffmpeg_restarts_during_run": restarts,
+        "segments_recorded": int(recorded),
+        "segments_announced": int(announced),
+        "cpu_pct": cpu,
+        "step_mean_ms": step_means(metrics),
+        "series": series,
+    }
+
+
 async def run_capacity(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="camswarm-bench-") as tmp:
         async with Bench(Path(tmp), args.cameras, args.segment, shared=True) as bench:
-            assert bench.proc is not None
-            print(f"capacity: {args.cameras} cameras, warming up {args.warmup} s", file=sys.stderr)
-            await asyncio.sleep(args.warmup)
-            kubo_pid = int(bench.status["processes"]["kubo-producer"]["pid"])
-            ffmpegs = children(bench.proc.pid, "ffmpeg")
-            first = await bench.health()
-            cpu0 = cpu_seconds(bench.proc.pid), sum(cpu_seconds(p) for p in ffmpegs), cpu_seconds(kubo_pid)
-            wall0 = time.monotonic()
-            depths: list[int] = []
-            ages: list[float] = []
-            deadline = wall0 + args.duration
-            while time.monotonic() < deadline:
-                report = await bench.health()
-                depths.append(report["outbox"]["depth"])
-                ages.append(report["outbox"]["oldest_age_s"])
-                await asyncio.sleep(5)
-            last = await bench.health()
-            wall = time.monotonic() - wall0
-            alive = [p for p in ffmpegs if Path(f"/proc/{p}").exists()]
-            cpu1 = cpu_seconds(bench.proc.pid), sum(cpu_seconds(p) for p in alive), cpu_seconds(kubo_pid)
-            restarts = sum(c["restarts"] for c in last["cameras"].values())
-            metrics = await bench.metrics()
-    producer_cpu = cpu1[0] - cpu0[0]
-    ffmpeg_cpu = cpu1[1] - cpu0[1]
-    announced = sum(v for k, v in metrics.items() if k.startswith("camswarm_segments_announced_total"))
-    recorded = sum(v for k, v in metrics.items() if k.startswith("camswarm_segments_recorded_total"))
-    # No backlog growth: the outbox at the end is no deeper than a couple of segments per camera.
-    steady = last["outbox"]["depth"] <= max(2 * args.cameras, first["outbox"]["depth"]) and max(ages) < 30
+            step = await measure_step(bench, args, args.cameras)
+    return {"bench": "capacity", **step}
+
+
+async def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    for cameras in args.steps:
+        with tempfile.TemporaryDirectory(prefix="camswarm-bench-") as tmp:
+            async with Bench(Path(tmp), cameras, args.segment, shared=True) as bench:
+                steps.append(await measure_step(bench, args, cameras))
+        if not steps[-1]["verdict"]["carried"] and not args.keep_going:
+            log(f"sweep: {cameras} cameras not carried; stopping (--keep-going runs the rest)")
+            break
     return {
-        "bench": "capacity",
+        "bench": "capacity_sweep",
+        "steps_planned": args.steps,
+        "segment_s": args.segment,
+        "most_carried": most_carried(steps),
+        "steps": steps,
+    }
+
+
+# --- partition ----------------------------------------------------------------------------------
+
+
+def outbox_backlog(path: Path) -> tuple[int, float]:
+    """(segments not yet announced, age of the oldest in s) read straight from the outbox database.
+
+    Read-only, beside the producer (SQLite in WAL mode lets a reader in without blocking the
+    writer); the same query as ``Outbox.depth``.
+    """
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        count, oldest = db.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM segments WHERE state != ?", (STEPS[-1],)
+        ).fetchone()
+    return int(count), (time.time() - float(oldest)) if oldest is not None else 0.0
+
+
+def recorded_between(path: Path, began: float, ended: float) -> tuple[int, int]:
+    """(segments journaled between two epoch times, how many of those are not announced yet)."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        total, pending = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(state != ?), 0) FROM segments WHERE created_at BETWEEN ? AND ?",
+            (STEPS[-1], began, ended),
+        ).fetchone()
+    return int(total), int(pending)
+
+
+async def run_partition(args: argparse.Namespace) -> dict[str, Any]:
+    up_kwargs = devnet_links.up_kwargs(True)  # NetnsUnavailable says what is missing
+    with tempfile.TemporaryDirectory(prefix="camswarm-partition-bench-") as tmp:
+        directory = Path(tmp).resolve()
+        try:
+            log(f"starting a devnet in network namespaces in {directory}: {args.cameras} cameras, 1 mirror")
+            await network.up(
+                directory,
+                mirrors=1,
+                cameras=args.cameras,
+                segment_seconds=args.segment,
+                progress=log,
+                **up_kwargs,
+            )
+            admin = network.status(directory)["producer"]["admin"]
+            outbox = network.producer_state_dir(directory) / "outbox.sqlite3"
+
+            async def announcing() -> bool:
+                metrics = await fetch_metrics(admin + "/metrics")
+                done = [v for k, v in metrics.items() if k.startswith("camswarm_segments_announced_total")]
+                return len(done) >= int(args.cameras) and min(done) >= 1
+
+            await poll_until(announcing, timeout=120, what="an announcement from every camera", interval=1)
+            result = await partition_series(directory, outbox, args)
+        finally:
+            log("stopping the devnet")
+            with suppress(network.DevnetError):
+                await network.down(directory)
+    return result
+
+
+async def partition_series(directory: Path, outbox: Path, args: argparse.Namespace) -> dict[str, Any]:
+    series: list[list[float]] = []  # [seconds, outbox depth, oldest unannounced age]
+    began = time.monotonic()
+    marks: dict[str, float] = {}  # cut/healed: seconds into the run; *_epoch: wall clock
+
+    async def sample() -> None:
+        while True:
+            depth, oldest = await asyncio.to_thread(outbox_backlog, outbox)
+            series.append([round(time.monotonic() - began, 2), depth, round(oldest, 1)])
+            await asyncio.sleep(args.interval)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        await asyncio.sleep(args.before)
+        log(f"partition: cutting the producer's host off for {args.partition} s")
+        marks["cut_epoch"] = time.time()
+        await devnet_links.set_link(directory, "producer", down=True)
+        marks["cut"] = time.monotonic() - began
+        await asyncio.sleep(args.partition)
+        await devnet_links.set_link(directory, "producer")
+        marks["healed"] = time.monotonic() - began
+        marks["healed_epoch"] = time.time()
+        log("partition: healed; waiting for the backlog to drain")
+
+        async def drained() -> bool:
+            depth, _ = await asyncio.to_thread(outbox_backlog, outbox)
+            return depth <= int(args.cameras)
+
+        with suppress(TimeoutError):
+            await poll_until(drained, timeout=args.after, what="the backlog to drain", interval=args.interval)
+        await asyncio.sleep(args.settle)  # a tail of steady state after the drain, for the plot
+    finally:
+        sampler.cancel()
+        with suppress(asyncio.CancelledError):
+            await sampler
+    recorded, pending = await asyncio.to_thread(
+        recorded_between, outbox, marks["cut_epoch"], marks["healed_epoch"]
+    )
+    points = [(t, depth) for t, depth, _ in series]
+    after_cut = [depth for t, depth in points if t >= marks["cut"]]
+    return {
+        "bench": "partition",
         "cameras": args.cameras,
         "segment_s": args.segment,
-        "duration_s": round(wall),
-        "steady": steady,
-        "outbox_depth_start_end_max": [first["outbox"]["depth"], last["outbox"]["depth"], max(depths)],
-        "oldest_age_s_max": max(ages),
-        "ffmpeg_restarts_during_run": restarts - sum(c["restarts"] for c in first["cameras"].values()),
-        "segments_recorded": int(recorded),
-        "segments_announced": int(announced),
-        "cpu_pct_producer": round(100 * producer_cpu / wall, 1),
-        "cpu_pct_ffmpeg_all": round(100 * ffmpeg_cpu / wall, 1),
-        "cpu_pct_kubo": round(100 * (cpu1[2] - cpu0[2]) / wall, 1),
-        "producer_to_ffmpeg_cpu_ratio": round(producer_cpu / ffmpeg_cpu, 2) if ffmpeg_cpu else None,
-        "step_mean_ms": step_means(metrics),
+        "partition_s": args.partition,
+        "sample_interval_s": args.interval,
+        "cut_at_s": round(marks["cut"], 2),
+        "healed_at_s": round(marks["healed"], 2),
+        "peak_backlog": max(after_cut, default=0),
+        "recorded_during_cut": recorded,
+        "not_announced_at_end": pending,
+        "resumed_s": first_drop(points, marks["healed"]),
+        "drain_s": drain_seconds(points, marks["healed"], args.cameras),
+        "series": series,
     }
 
 
@@ -321,12 +543,48 @@ def main() -> int:
     lat.add_argument("--segment", type=int, default=4, help="segment seconds (4 s at 2 Mbit/s is about 1 MB)")
     lat.add_argument("--duration", type=int, default=180)
     lat.add_argument("--baseline-samples", type=int, default=40)
-    cap = sub.add_parser("capacity")
-    cap.add_argument("--cameras", type=int, default=16)
-    cap.add_argument("--segment", type=int, default=2)
-    cap.add_argument("--duration", type=int, default=300)
-    cap.add_argument("--warmup", type=int, default=30)
-    return run_chosen(parser, {"latency": run_latency, "capacity": run_capacity})
+    for name, cameras in (("capacity", "16"), ("sweep", None)):
+        cap = sub.add_parser(name)
+        if cameras is None:
+            cap.add_argument(
+                "--steps",
+                type=_counts,
+                default=[4, 8, 12, 16, 24, 32, 48],
+                help="camera counts, comma-separated",
+            )
+            cap.add_argument("--keep-going", action="store_true", help="run every step, carried or not")
+        else:
+            cap.add_argument("--cameras", type=int, default=int(cameras))
+        cap.add_argument("--segment", type=int, default=2)
+        cap.add_argument("--duration", type=int, default=300 if cameras else 120)
+        cap.add_argument("--warmup", type=int, default=30 if cameras else 20)
+        # Not a divisor of the segment length: samples walk through the phases of the
+        # cut-and-drain cycle instead of always landing on the same one.
+        cap.add_argument("--interval", type=float, default=1.5, help="backlog sampling period, s")
+    part = sub.add_parser("partition")
+    part.add_argument("--cameras", type=int, default=2)
+    part.add_argument("--segment", type=int, default=2)
+    part.add_argument("--before", type=int, default=30, help="seconds of steady state before the cut")
+    part.add_argument("--partition", type=int, default=120, help="seconds the producer's host is cut off")
+    part.add_argument("--after", type=int, default=180, help="at most this long for the drain after the heal")
+    part.add_argument("--settle", type=int, default=15, help="seconds kept sampling after the drain")
+    part.add_argument("--interval", type=float, default=1.0)
+    return run_chosen(
+        parser,
+        {
+            "latency": run_latency,
+            "capacity": run_capacity,
+            "sweep": run_sweep,
+            "partition": run_partition,
+        },
+    )
+
+
+def _counts(text: str) -> list[int]:
+    counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError("camera counts: positive integers separated by commas")
+    return counts
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ APT_PACKAGES=(
 )
 # `--test` (make test) adds what only the test suite uses: Debian's Chromium for the browser test,
 # driven by playwright-core from gateway/web's devDependencies.
-# `--bench` (make bench-deps) adds wrk, the load generator of bench/gateway_bench.py.
+# `--bench` (make bench-deps) adds wrk, the load generator of bench/gateway_bench.py, and the
+# virtualenv's `bench` extra (matplotlib, for the plots of bench/report.py).
 case "${1:-}" in
     --test) APT_PACKAGES+=(chromium) ;;
     --bench) APT_PACKAGES+=(wrk) ;;
@@ -128,5 +129,14 @@ if [ -f "$stamp" ]; then log "virtualenv up to date"; else
     "$VENV/bin/python" -m pip install -q -e ".[dev]"
     rm -f "$VENV"/.camswarm-deps-*
     touch "$stamp"
+fi
+if [ "${1:-}" = --bench ]; then
+    bench_stamp="$VENV/.camswarm-bench-$(sha256sum setup.cfg | cut -c1-16)"
+    if [ -f "$bench_stamp" ]; then log "bench packages up to date"; else
+        log "installing the bench extra (matplotlib) into $VENV"
+        "$VENV/bin/python" -m pip install -q -e ".[dev,bench]"
+        rm -f "$VENV"/.camswarm-bench-*
+        touch "$bench_stamp"
+    fi
 fi
 log "ready (tools in $TOOLS_DIR)"
