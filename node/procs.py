@@ -102,11 +102,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def reap(pid: int) -> None:
-    """Collect ``pid``'s exit status if it has ended (our child or not), so no zombie stays."""
-    _reap(pid)
-
-
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs and is not a zombie."""
     _reap(pid)
@@ -185,20 +180,59 @@ async def stop_group(pgid: int, *, name: str, term_timeout: float = 10.0) -> str
     except ProcessLookupError:
         return "gone"
 
-    async def exited() -> bool:
-        return not group_alive(pgid)
-
     try:
-        await poll_until(exited, timeout=term_timeout, what=f"{name} to exit", interval=0.05)
+        await poll_until(
+            lambda: _group_exited(pgid), timeout=term_timeout, what=f"{name} to exit", interval=0.05
+        )
         return "stopped"
     except ConditionTimeout:
         log.warning("stop_escalated", extra=kv(process=name, pgid=pgid, after_s=term_timeout, signal="KILL"))
+    return "stopped" if await kill_group(pgid, name=name) == "gone" else "killed"
+
+
+async def kill_group(pgid: int, *, name: str) -> str:
+    """SIGKILL the process group at once, a crash: nothing gets to clean up.
+
+    Returns "gone" (was not running) or "killed".
+    """
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        return "stopped"
-    await poll_until(exited, timeout=5.0, what=f"{name} to die after SIGKILL", interval=0.05)
+        return "gone"
+    await poll_until(
+        lambda: _group_exited(pgid), timeout=5.0, what=f"{name} to die after SIGKILL", interval=0.05
+    )
     return "killed"
+
+
+async def _group_exited(pgid: int) -> bool:
+    return not group_alive(pgid)
+
+
+async def run_checked(
+    argv: Sequence[str],
+    *,
+    what: str = "",
+    env: Mapping[str, str] | None = None,
+    unset_prefixes: Sequence[str] = (),
+    error: Callable[[str], Exception] = RuntimeError,
+) -> str:
+    """Run a short command to its end and return its output (stdout and stderr together).
+
+    A non-zero exit raises ``error`` with ``what`` (default: the command line), the exit
+    status and the output.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=child_env(env, unset_prefixes),
+    )
+    out, _ = await proc.communicate()
+    text = out.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise error(f"{what or ' '.join(argv)} failed (exit {proc.returncode}):\n{text.strip()}")
+    return text
 
 
 def tail(path: Path, lines: int = 30) -> str:

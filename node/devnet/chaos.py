@@ -16,6 +16,7 @@ integration test runs a shortened form.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ import m3u8
 from node.catalog import Catalog
 from node.devnet import network
 from node.devnet.netns import Fault
-from node.procs import pids_mentioning
+from node.procs import ConditionTimeout, pids_mentioning, poll_until
 
 Progress = Callable[[str], None]
 
@@ -51,7 +52,7 @@ class Row:
 class Audit:
     """What is missing, right now, for the segments ffmpeg wrote up to a moment."""
 
-    written: int = 0
+    at_risk: int = 0  # of those segments, the ones written since the fault began
     problems: list[str] = field(default_factory=list)
     missing: set[str] = field(default_factory=set)  # sha256 of segments not everywhere yet
 
@@ -60,110 +61,103 @@ class Audit:
         return not self.problems and not self.missing
 
 
-class _Hashes:
-    """sha256 of files, cached by (path, size, mtime): audits run again and again."""
+class _Files:
+    """Digests of files and the segment names of playlists, cached by their mtime: audits repeat."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, int, int], str] = {}
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self._playlists: dict[tuple[str, int], set[str]] = {}
 
-    def of(self, path: Path) -> str | None:
+    def sha256(self, path: Path) -> str | None:
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
         key = (str(path), st.st_size, st.st_mtime_ns)
-        digest = self._seen.get(key)
+        digest = self._digests.get(key)
         if digest is None:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            self._seen[key] = digest
+            self._digests[key] = digest
         return digest
 
+    def listed(self, playlist: Path, filename: str) -> bool:
+        """Whether the day playlist parses and lists ``filename``."""
+        try:
+            key = (str(playlist), playlist.stat().st_mtime_ns)
+        except FileNotFoundError:
+            return False
+        names = self._playlists.get(key)
+        if names is None:
+            parsed = m3u8.loads(playlist.read_text())
+            names = {str(s.uri).rsplit("/", 1)[-1] for s in parsed.segments}
+            self._playlists[key] = names
+        return filename in names
 
-def written_segments(sessions: Path, until: float) -> dict[tuple[str, str], list[Path]]:
-    """(factory, device) -> the complete segment files ffmpeg wrote up to ``until`` (mtime)."""
-    found: dict[tuple[str, str], list[Path]] = {}
+
+def written_segments(sessions: Path, until: float) -> dict[tuple[str, str], list[tuple[Path, float]]]:
+    """(factory, device) -> (file, mtime) of the complete segments ffmpeg wrote up to ``until``."""
+    found: dict[tuple[str, str], list[tuple[Path, float]]] = {}
     for path in sessions.glob("*/*/*/*.ts"):  # factory/device/session/segment.ts
         try:
-            if path.stat().st_mtime > until:
-                continue
+            mtime = path.stat().st_mtime
         except FileNotFoundError:
             continue  # removed by local retention after upload
-        factory, device = path.parts[-4], path.parts[-3]
-        found.setdefault((factory, device), []).append(path)
+        if mtime <= until:
+            found.setdefault((path.parts[-4], path.parts[-3]), []).append((path, mtime))
     return found
 
 
-async def audit(directory: Path, until: float, hashes: _Hashes) -> Audit:
+async def audit(directory: Path, since: float, until: float, files: _Files) -> Audit:
     """Check every segment ffmpeg wrote up to ``until`` against the catalog, mirrors and playlists."""
     status = network.status(directory)
     result = Audit()
-    sessions = Path(status["producer"]["state_dir"]) / "sessions"
-    written = written_segments(sessions, until)
+    written = written_segments(Path(status["producer"]["state_dir"]) / "sessions", until)
     async with Catalog(status["catalog"]) as catalog:
-        for (factory, device), files in sorted(written.items()):
+        for (factory, device), segments in sorted(written.items()):
             docs = await catalog.segments_by_seq(factory, device, 0, 1 << 40)
-            seqs = [d["seq"] for d in docs]
-            if seqs != list(range(len(docs))):
+            if [d["seq"] for d in docs] != list(range(len(docs))):
                 result.problems.append(f"{factory}/{device}: catalog seqs not 0..n-1")
             by_sha: dict[str, list[dict[str, Any]]] = {}
             for doc in docs:
                 by_sha.setdefault(str(doc["sha256"]), []).append(doc)
-            for path in files:
-                digest = hashes.of(path)
+            for path, mtime in segments:
+                digest = files.sha256(path)
                 if digest is None:
                     continue
-                result.written += 1
+                result.at_risk += mtime >= since
                 found = by_sha.get(digest, [])
                 if len(found) > 1:
                     result.problems.append(f"{factory}/{device}: {path.name} catalogued {len(found)} times")
-                if not found:
+                if not found or not _mirrored(status, factory, device, found[0], digest, files, result):
                     result.missing.add(digest)
-                    continue
-                doc = found[0]
-                for mirror, info in status["mirrors"].items():
-                    day_dir = Path(info["store"]) / factory / device / doc["start"].strftime("%Y-%m-%d")
-                    if hashes.of(day_dir / doc["filename"]) != digest:
-                        result.missing.add(digest)
-                    elif not _listed(day_dir / "day.m3u8", doc["filename"]):
-                        result.missing.add(digest)
-                        result.problems.append(
-                            f"{mirror}: {doc['filename']} stored but not in its day playlist"
-                        )
     ffmpegs = len(pids_mentioning(directory, executable="ffmpeg"))
-    cameras = sum(1 for c in status["cameras"] if c["running"])
     if ffmpegs > len(status["cameras"]):
-        result.problems.append(f"{ffmpegs} ffmpeg processes for {cameras} cameras (leaked)")
+        result.problems.append(f"{ffmpegs} ffmpeg processes for {len(status['cameras'])} cameras (leaked)")
     dead = [name for name, p in status["processes"].items() if not p["alive"]]
     if dead:
         result.problems.append(f"not running: {', '.join(dead)}")
     return result
 
 
-_playlists: dict[tuple[str, int], set[str]] = {}
-
-
-def _listed(playlist: Path, filename: str) -> bool:
-    """Whether the day playlist parses and lists ``filename``."""
-    try:
-        st = playlist.stat()
-    except FileNotFoundError:
-        return False
-    key = (str(playlist), st.st_mtime_ns)
-    uris = _playlists.get(key)
-    if uris is None:
-        parsed = m3u8.loads(playlist.read_text())
-        uris = {str(s.uri).rsplit("/", 1)[-1] for s in parsed.segments}
-        _playlists[key] = uris
-    return filename in uris
-
-
-async def _recorded_between(directory: Path, start: float, end: float) -> int:
-    status = network.status(directory)
-    sessions = Path(status["producer"]["state_dir"]) / "sessions"
-    count = 0
-    for files in written_segments(sessions, end).values():
-        count += sum(1 for p in files if p.stat().st_mtime >= start)
-    return count
+def _mirrored(
+    status: dict[str, Any],
+    factory: str,
+    device: str,
+    doc: dict[str, Any],
+    digest: str,
+    files: _Files,
+    result: Audit,
+) -> bool:
+    """Whether every mirror stores the segment byte for byte and lists it in its day playlist."""
+    everywhere = True
+    for mirror, info in status["mirrors"].items():
+        day_dir = Path(info["store"]) / factory / device / doc["start"].strftime("%Y-%m-%d")
+        if files.sha256(day_dir / doc["filename"]) != digest:
+            everywhere = False
+        elif not files.listed(day_dir / "day.m3u8", doc["filename"]):
+            everywhere = False
+            result.problems.append(f"{mirror}: {doc['filename']} stored but not in its day playlist")
+    return everywhere
 
 
 # --- the faults --------------------------------------------------------------------------------
@@ -173,20 +167,11 @@ async def _hold(seconds: float) -> None:
     await asyncio.sleep(seconds)  # the fault's length, not a wait for a condition
 
 
-def partition(host: str) -> Callable[[Path, float], Awaitable[None]]:
+def degrade(host: str, fault: Fault) -> Callable[[Path, float], Awaitable[None]]:
+    """``host``'s link has ``fault`` (cut off, or slow and lossy) for the hold time, then heals."""
+
     async def run(directory: Path, hold: float) -> None:
-        await network.fault(directory, host, Fault(down=True))
-        try:
-            await _hold(hold)
-        finally:
-            await network.fault(directory, host, Fault())
-
-    return run
-
-
-def impair(host: str, delay_ms: float, loss_pct: float) -> Callable[[Path, float], Awaitable[None]]:
-    async def run(directory: Path, hold: float) -> None:
-        await network.fault(directory, host, Fault(delay_ms=delay_ms, loss_pct=loss_pct))
+        await network.fault(directory, host, fault)
         try:
             await _hold(hold)
         finally:
@@ -215,19 +200,21 @@ def camera_outage(device: str) -> Callable[[Path, float], Awaitable[None]]:
     return run
 
 
-def faults(mirror: str = "mirror1") -> list[tuple[str, Callable[[Path, float], Awaitable[None]], bool]]:
+# The mirror the suite partitions, crashes and degrades.
+MIRROR = "mirror1"
+# One of each daemon type: Kubo, cluster peer, catalog, producer, mirror, gateway.
+CRASHED = ("kubo-producer", "cluster-producer", "catalog", "producer", MIRROR, "gateway1")
+
+
+def faults() -> list[tuple[str, Callable[[Path, float], Awaitable[None]], bool]]:
     """(label, run, held): the suite in order; ``held`` faults last the hold time."""
     return [
-        (f"{mirror} partitioned", partition(mirror), True),
-        ("producer partitioned from everything", partition("producer"), True),
+        (f"{MIRROR} partitioned", degrade(MIRROR, Fault(down=True)), True),
+        ("producer partitioned from everything", degrade("producer", Fault(down=True)), True),
         *((f"kill -9 {p}, restart", crash(p), False) for p in CRASHED),
         ("camera cam1 outage", camera_outage("cam1"), True),
-        (f"{mirror} link 5% loss, 200 ms delay", impair(mirror, 200.0, 5.0), True),
+        (f"{MIRROR} link 5% loss, 200 ms delay", degrade(MIRROR, Fault(delay_ms=200.0, loss_pct=5.0)), True),
     ]
-
-
-# One of each daemon type: Kubo, cluster peer, catalog, producer, mirror, gateway.
-CRASHED = ("kubo-producer", "cluster-producer", "catalog", "producer", "mirror1", "gateway1")
 
 
 async def run_suite(
@@ -238,9 +225,15 @@ async def run_suite(
     only: list[str] | None = None,
     progress: Progress = lambda _: None,
 ) -> list[Row]:
-    """Run each fault in turn on the running --netns devnet in ``directory``; one row each."""
-    rows = []
-    hashes = _Hashes()
+    """The baseline, then each fault in turn on the running --netns devnet in ``directory``; a row each."""
+    files = _Files()
+    progress("baseline: every segment so far in the catalog and every mirror")
+    now = time.time()
+    rows = [
+        await _recover(
+            directory, "baseline (no fault)", now, now, bound, files, held=False, progress=progress
+        )
+    ]
     for label, run, held in faults():
         if only and not any(word in label for word in only):
             continue
@@ -248,7 +241,9 @@ async def run_suite(
         began = time.time()
         await run(directory, hold)
         healed = time.time()
-        rows.append(await _recover(directory, label, began, healed, bound, hashes, held, progress))
+        rows.append(
+            await _recover(directory, label, began, healed, bound, files, held=held, progress=progress)
+        )
     return rows
 
 
@@ -258,23 +253,26 @@ async def _recover(
     began: float,
     healed: float,
     bound: float,
-    hashes: _Hashes,
+    files: _Files,
+    *,
     held: bool,
     progress: Progress,
 ) -> Row:
+    """Poll the audit of what ffmpeg wrote up to the heal until it is clean or ``bound`` has passed."""
     last = Audit()
-    while True:
-        last = await audit(directory, healed, hashes)
-        waited = time.time() - healed
-        if last.clean or waited >= bound:
-            break
-        await asyncio.sleep(1.0)  # the poll interval of a bounded wait
-    at_risk = await _recorded_between(directory, began, healed)
+
+    async def clean() -> bool:
+        nonlocal last
+        last = await audit(directory, began, healed, files)
+        return last.clean
+
+    with contextlib.suppress(ConditionTimeout):  # the row says what is still missing
+        await poll_until(clean, timeout=bound, what=f"recovery from {label}", interval=1.0)
     row = Row(
         fault=label,
         held_s=round(healed - began, 1) if held else 0.0,
         recovery_s=round(time.time() - healed, 1),
-        at_risk=at_risk,
+        at_risk=last.at_risk,
         lost=len(last.missing),
         detail="; ".join(last.problems[:3]),
     )
@@ -295,13 +293,6 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-async def baseline(directory: Path, bound: float, progress: Progress = lambda _: None) -> Row:
-    """Before the first fault: every segment so far everywhere (the suite starts from a clean state)."""
-    progress("baseline: every segment so far in the catalog and every mirror")
-    now = time.time()
-    return await _recover(directory, "baseline (no fault)", now, now, bound, _Hashes(), False, progress)
-
-
 async def chaos(
     directory: Path,
     *,
@@ -318,9 +309,7 @@ async def chaos(
         directory, mirrors=mirrors, cameras=cameras, netns_hosts=True, encrypted=(), progress=progress
     )
     try:
-        rows = [await baseline(directory, bound, progress)]
-        rows += await run_suite(directory, hold=hold, bound=bound, only=only, progress=progress)
-        return rows
+        return await run_suite(directory, hold=hold, bound=bound, only=only, progress=progress)
     finally:
         if not keep:
             progress("stopping the devnet")

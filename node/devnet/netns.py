@@ -18,7 +18,6 @@ one machine do not collide, and ``down`` removes it all.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import re
@@ -28,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.devnet.linkd import LinkSettings
+from node.devnet.linkd import MAX_DELAY_MS, LinkSettings
 from node.devnet.state import CATALOG_HOST, CHAIN_HOST, FRONT, NetnsPlan
+from node.procs import run_checked
 
 HOST_TAP = "eth0"
 MTU = 9000  # linkd copies frames in Python: big frames cost 5x less CPU per MB than 1500
@@ -51,8 +51,9 @@ class Fault:
     loss_pct: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.delay_ms <= 10_000.0:
-            raise ValueError(f"delay must be between 0 and 10000 ms, not {self.delay_ms:g}")
+        # linkd's own limits: a fault it would refuse is refused here, before any settings change.
+        if not 0.0 <= self.delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delay must be between 0 and {MAX_DELAY_MS:g} ms, not {self.delay_ms:g}")
         if not 0.0 <= self.loss_pct <= 100.0:
             raise ValueError(f"loss must be between 0 and 100 %, not {self.loss_pct:g}")
 
@@ -146,15 +147,8 @@ def new_plan(host_names: Sequence[str], taken: set[int]) -> NetnsPlan:
     return NetnsPlan(id=secrets.token_hex(2), subnet=subnet, hosts=addresses)
 
 
-async def _run(*argv: str, check: bool = True) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    text = out.decode("utf-8", "replace").strip()
-    if check and proc.returncode != 0:
-        raise NetnsError(f"`{' '.join(argv)}` failed (exit {proc.returncode}): {text}")
-    return text
+async def _run(*argv: str) -> str:
+    return (await run_checked(argv, error=NetnsError)).strip()
 
 
 async def current_subnets() -> set[int]:

@@ -64,12 +64,12 @@ from node.kubo import KuboClient
 from node.logs import kv
 from node.procs import (
     ConditionTimeout,
-    child_env,
     group_alive,
+    kill_group,
     pid_matches,
     pids_mentioning,
     poll_until,
-    reap,
+    run_checked,
     spawn,
     stop_group,
     tail,
@@ -118,17 +118,7 @@ def kubo_env(directory: Path, node: str) -> dict[str, str]:
 
 
 async def _run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=child_env(env, CLUSTER_ENV_PREFIXES),
-    )
-    out, _ = await proc.communicate()
-    text = out.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise DevnetError(f"{what} failed (exit {proc.returncode}):\n{text.strip()}")
-    return text
+    return await run_checked(argv, what=what, env=env, unset_prefixes=CLUSTER_ENV_PREFIXES, error=DevnetError)
 
 
 _PORTS_PER_NODE = 5  # Kubo API, gateway, swarm; cluster swarm, cluster REST API
@@ -414,8 +404,7 @@ async def _links_applied(directory: Path, state: DevnetState) -> None:
             links_status_path(directory), state.netns.generation, timeout=READY_TIMEOUT, pid=record.pid
         )
     except (TimeoutError, RuntimeError) as exc:
-        detail = f"\n--- last lines of {log_path(directory, LINKS)} ---\n{tail(log_path(directory, LINKS))}"
-        raise DevnetError(f"{exc}{detail}") from exc
+        raise DevnetError(f"{exc}{_log_detail(directory, LINKS)}") from exc
 
 
 async def fault(directory: Path, host: str, new: netns.Fault) -> netns.Fault:
@@ -640,11 +629,13 @@ async def _wait(
     try:
         await poll_until(check, timeout=READY_TIMEOUT, what=what, interval=0.2)
     except ConditionTimeout as exc:
-        detail = ""
-        if process:
-            path = log_path(directory, process)
-            detail = f"\n--- last lines of {path} ---\n{tail(path)}"
-        raise DevnetError(f"{exc}{detail}") from exc
+        raise DevnetError(f"{exc}{_log_detail(directory, process) if process else ''}") from exc
+
+
+def _log_detail(directory: Path, process: str) -> str:
+    """The end of ``process``'s log, to append to an error about it."""
+    path = log_path(directory, process)
+    return f"\n--- last lines of {path} ---\n{tail(path)}"
 
 
 async def _swarm_complete(state: DevnetState) -> bool:
@@ -798,9 +789,8 @@ def _launch(directory: Path, state: DevnetState, paths: toolchain.ToolPaths, nam
     elif name == NGINX and state.gateways:
         _start_nginx(directory, state)
     else:
-        raise DevnetError(
-            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
-        )
+        _require_process(state, name)
+        raise AssertionError(f"{name} is in process_names but has no launcher")
 
 
 def process_names(state: DevnetState) -> list[str]:
@@ -970,10 +960,7 @@ async def stop_process(directory: Path, name: str, term_timeout: float = 15.0) -
     """Stop one devnet process (an outage); the rest keep running."""
     directory = directory.resolve()
     state = _require_state(directory)
-    if name not in process_names(state):
-        raise DevnetError(
-            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
-        )
+    _require_process(state, name)
     outcome = await _stop_one(state, name, term_timeout=term_timeout)
     state.processes.pop(name, None)
     save_state(directory, state)
@@ -984,26 +971,21 @@ async def kill_process(directory: Path, name: str) -> str:
     """SIGKILL one devnet process's whole group (a crash: nothing gets to clean up)."""
     directory = directory.resolve()
     state = _require_state(directory)
-    if name not in process_names(state):
-        raise DevnetError(
-            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
-        )
+    _require_process(state, name)
     record = state.processes.pop(name, None)
     save_state(directory, state)
     if record is None or not pid_matches(record.pid, record.executable):
         return "gone"
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGKILL)
-    await poll_until(
-        lambda: _gone(record.pid), timeout=15, what=f"{name} (pid {record.pid}) to die", interval=0.05
-    )
-    log.info("process_killed", extra=kv(process=name, pid=record.pid))
-    return "killed"
+    outcome = await kill_group(record.pid, name=name)
+    log.info("process_killed", extra=kv(process=name, pid=record.pid, outcome=outcome))
+    return outcome
 
 
-async def _gone(pid: int) -> bool:
-    reap(pid)
-    return not group_alive(pid)
+def _require_process(state: DevnetState, name: str) -> None:
+    if name not in process_names(state):
+        raise DevnetError(
+            f"no process {name!r} in this devnet (processes: {', '.join(process_names(state))})"
+        )
 
 
 async def start_process(directory: Path, name: str) -> None:
