@@ -36,6 +36,11 @@ def distribution_ms(samples_s: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def samples_ms(samples_s: Sequence[float]) -> list[float]:
+    """Raw samples in seconds as sorted milliseconds (0.1 ms), as results keep them for the figures."""
+    return sorted(round(s * 1000, 1) for s in samples_s)
+
+
 def cdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
     """The empirical CDF as step points: sorted values and the fraction at or below each."""
     ordered = sorted(values)

@@ -38,6 +38,14 @@ async def fetch_metrics(url: str) -> dict[str, float]:
     return values
 
 
+async def fetch_health(url: str) -> dict[str, Any]:
+    """A ``/healthz`` answer (JSON); {} when it is not 200. At most 5 s."""
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as response:
+        result: dict[str, Any] = await response.json() if response.status == 200 else {}
+        return result
+
+
 def run_chosen(
     parser: argparse.ArgumentParser,
     runners: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -35,6 +36,7 @@ def _version(argv: list[str], pattern: str) -> str | None:
     return found[1] if found else None
 
 
+@functools.cache  # the same for every section of a run: ask each tool once
 def tool_versions() -> dict[str, str | None]:
     paths = toolchain.tool_paths()
     try:
@@ -68,5 +70,5 @@ def describe() -> dict[str, Any]:
         "os": _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]*)"?$'),
         "kernel": platform.release(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "tools": tool_versions(),
+        "tools": dict(tool_versions()),
     }

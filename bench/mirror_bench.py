@@ -82,17 +82,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import devnet_links
-from bench.analysis import distribution_ms
-from bench.common import fetch_metrics, log, percentile, run_chosen
+from bench.analysis import distribution_ms, samples_ms
+from bench.common import fetch_health, fetch_metrics, log, percentile, run_chosen
 from mirror.config import load_config
 from mirror.store import LIVE_PLAYLIST, Store
 from node.catalog import Catalog
 from node.devnet import network
+from node.devnet.netns import Fault
 from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.layout import day_name
@@ -123,11 +121,7 @@ class Devnet:
         return Path(self.status["mirrors"][mirror]["store"])
 
     async def mirror_health(self, mirror: str) -> dict[str, Any]:
-        url = self._admin(mirror)
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url + "/healthz") as r:
-            result: dict[str, Any] = await r.json() if r.status == 200 else {}
-            return result
+        return await fetch_health(self._admin(mirror) + "/healthz")
 
     def _admin(self, mirror: str) -> str:
         admin = self.status["mirrors"][mirror]["admin"]
@@ -144,19 +138,23 @@ async def devnet(
     cameras: int, segment: int, *, netns: bool = False, mirror_delay_ms: float = 0.0
 ) -> AsyncIterator[Devnet]:
     """A devnet with 2 mirrors; with ``netns``, each mirror host's link delayed by ``mirror_delay_ms``."""
-    up_kwargs = devnet_links.up_kwargs(netns)  # NetnsUnavailable says what is missing
     with tempfile.TemporaryDirectory(prefix="camswarm-mirror-bench-") as tmp:
         directory = Path(tmp).resolve()
         try:
             where = "network namespaces" if netns else "loopback"
             log(f"starting a devnet on {where} in {directory}: {cameras} cameras, 2 mirrors")
-            await network.up(
-                directory, mirrors=2, cameras=cameras, segment_seconds=segment, progress=log, **up_kwargs
+            await network.up(  # DevnetError says what a machine lacks for netns
+                directory,
+                mirrors=2,
+                cameras=cameras,
+                segment_seconds=segment,
+                netns_hosts=netns,
+                progress=log,
             )
             status = network.status(directory)
             if netns and mirror_delay_ms:
                 for mirror in status["mirrors"]:
-                    await devnet_links.set_link(directory, mirror, delay_ms=mirror_delay_ms)
+                    await network.fault(directory, mirror, Fault(delay_ms=mirror_delay_ms))
                     log(f"{mirror}'s link: {mirror_delay_ms:g} ms of delay each way")
             yield Devnet(directory, status)
         finally:
@@ -304,7 +302,7 @@ async def run_lag(args: argparse.Namespace) -> dict[str, Any]:
             # The mirror's own histogram (admission to live rewrite, inside the process).
             "mirror_metric_mean_ms": round(1000 * lag_sum / lag_count) if lag_count else None,
             "mirror_stored": health[mirror].get("stored", {}),
-            "samples_ms": sorted(round(v * 1000, 1) for v in samples),
+            "samples_ms": samples_ms(samples),
         }
     floors = list(floor.values())
     return {
@@ -324,7 +322,7 @@ async def run_lag(args: argparse.Namespace) -> dict[str, Any]:
             "via": f"{mirrors[-1]}'s Kubo, started at {mirrors[0]}'s t0",
             "errors": len(floor_errors),
             **distribution_ms(floors),
-            "samples_ms": sorted(round(v * 1000, 1) for v in floors),
+            "samples_ms": samples_ms(floors),
         },
     }
 

@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import sys
@@ -54,19 +53,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import devnet_links
-from bench.analysis import carries, drain_seconds, first_drop, most_carried, ms
-from bench.common import fetch_metrics, log, percentile, run_chosen
+from bench.analysis import carries, drain_seconds, first_drop, most_carried, ms, samples_ms
+from bench.common import fetch_health, fetch_metrics, log, percentile, run_chosen
 from node.announce import format_start
-from node.devnet import network
+from node.devnet import netns, network
 from node.devnet.configs import ProducerCamera, producer_config
 from node.errors import DaemonError
 from node.kubo import KuboClient
-from node.procs import poll_until
+from node.procs import poll_until, spawn, stop_group
 from producer.ffmpeg_cmd import PLAYLIST
 from producer.outbox import STEPS
 from producer.segments import PlaylistError, listed_segments
@@ -156,11 +152,19 @@ class Bench:
         self.cameras = cameras
         self.segment = segment
         self.shared = shared
-        self.proc: asyncio.subprocess.Process | None = None
+        self.pid: int | None = None  # the bench producer's (a process group of its own)
 
     async def __aenter__(self) -> Bench:
         devnet_cameras = 1 if self.shared else self.cameras
         await network.up(self.dir, mirrors=1, cameras=devnet_cameras, producer=False)
+        try:
+            await self._start_producer()
+        except BaseException:  # __aexit__ is not called when __aenter__ fails
+            await self.__aexit__()
+            raise
+        return self
+
+    async def _start_producer(self) -> None:
         self.status = network.status(self.dir)
         state_dir = self.dir / "bench-producer"
         rtsp = [c["rtsp"] for c in self.status["cameras"]]
@@ -184,34 +188,24 @@ class Bench:
         config.write_text(text)
         self.sessions = state_dir / "sessions"
         self.admin = f"http://127.0.0.1:{admin_port}"
-        self.log = (self.dir / "bench-producer.log").open("wb")
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "node.cli", "producer", "--config", str(config),
-            stdout=self.log, stderr=self.log, start_new_session=True,
-        )  # fmt: skip
+        self.pid = spawn(
+            [sys.executable, "-m", "node.cli", "producer", "--config", str(config)],
+            log_path=self.dir / "bench-producer.log",
+        )
         await poll_until(self.healthy, timeout=60, what="the producer's /healthz")
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                log("the bench producer did not stop within 30 s of SIGTERM; killing it")
-                self.proc.kill()
-                await self.proc.wait()
-        self.log.close()
-        await network.down(self.dir)
+        try:
+            if self.pid is not None:  # SIGTERM, and SIGKILL after 30 s
+                await stop_group(self.pid, name="the bench producer", term_timeout=30)
+        finally:
+            await network.down(self.dir)
 
     async def healthy(self) -> bool:
         return bool(await self.health())
 
     async def health(self) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(self.admin + "/healthz") as r:
-            result: dict[str, Any] = await r.json() if r.status == 200 else {}
-            return result
+        return await fetch_health(self.admin + "/healthz")
 
     async def metrics(self) -> dict[str, float]:
         return await fetch_metrics(self.admin + "/metrics")
@@ -226,12 +220,12 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="camswarm-bench-") as tmp:
         async with Bench(Path(tmp), args.cameras, args.segment, shared=False) as bench:
             watcher = PlaylistWatcher()
-            stop = asyncio.Event()
+            followers: list[asyncio.Task[None]] = []
 
             async def follow(session_dir: Path, device: str) -> None:
                 wake, watch = watcher.watch(session_dir, PLAYLIST)
                 try:
-                    while not stop.is_set():
+                    while True:
                         now = time.time()
                         with suppress(OSError, PlaylistError):
                             text = (session_dir / PLAYLIST).read_text()
@@ -245,8 +239,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
             async def discover() -> None:
                 followed: set[Path] = set()
-                followers = []
-                while not stop.is_set():
+                while True:
                     for playlist_dir in bench.sessions.glob("*/*/*"):
                         if playlist_dir.is_dir() and playlist_dir not in followed:
                             followed.add(playlist_dir)
@@ -263,13 +256,18 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                         received.setdefault((ann["device"], ann["start"]), now)
 
             tasks = [asyncio.create_task(discover()), asyncio.create_task(listen())]
-            log(f"latency: recording {args.cameras} cameras for {args.duration} s")
-            await asyncio.sleep(args.duration)
-            metrics = await bench.metrics()
-            stop.set()
-            for task in tasks:
-                task.cancel()
-            watcher.close()
+            try:
+                log(f"latency: recording {args.cameras} cameras for {args.duration} s")
+                await asyncio.sleep(args.duration)
+                metrics = await bench.metrics()
+            finally:
+                # discover is cancelled with the rest: no follower starts after this list is taken.
+                for task in [*tasks, *followers]:
+                    task.cancel()
+                for task in [*tasks, *followers]:
+                    with suppress(asyncio.CancelledError, DaemonError):
+                        await task
+                watcher.close()
             samples = [received[k] - closed[k] for k in received if k in closed]
             files = sorted(bench.sessions.glob("*/*/*/seg-*.ts"))
             sizes = [f.stat().st_size for f in files] if files else [0]
@@ -284,7 +282,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": ms(percentile(samples, 50)),
         "p99_ms": ms(percentile(samples, 99)),
         "max_ms": ms(max(samples, default=float("nan"))),
-        "samples_ms": sorted(round(s * 1000, 1) for s in samples),
+        "samples_ms": samples_ms(samples),
         "step_mean_ms": step_means(metrics),
         "kubo_floor": baseline,
     }
@@ -335,7 +333,7 @@ async def kubo_floor(bench: Bench, files: list[Path]) -> dict[str, Any]:
         "samples": len(samples),
         "p50_ms": ms(percentile(samples, 50)),
         "p99_ms": ms(percentile(samples, 99)),
-        "samples_ms": sorted(round(s * 1000, 1) for s in samples),
+        "samples_ms": samples_ms(samples),
     }
 
 
@@ -348,10 +346,10 @@ async def _has(got: dict[str, float], key: str) -> bool:
 
 async def measure_step(bench: Bench, args: argparse.Namespace, cameras: int) -> dict[str, Any]:
     """Warm up, then sample the backlog and CPU of ``bench``'s producer for ``args.duration`` s."""
-    assert bench.proc is not None
+    assert bench.pid is not None
     log(f"capacity: {cameras} cameras, warming up {args.warmup} s")
     await asyncio.sleep(args.warmup)
-    meter = CpuMeter(bench.proc.pid, int(bench.status["processes"]["kubo-producer"]["pid"]))
+    meter = CpuMeter(bench.pid, int(bench.status["processes"]["kubo-producer"]["pid"]))
     first = await bench.health()
     meter.start()
     series: list[list[float]] = []  # [seconds into the run, outbox depth, oldest unannounced age]
@@ -446,18 +444,17 @@ def recorded_between(path: Path, began: float, ended: float) -> tuple[int, int]:
 
 
 async def run_partition(args: argparse.Namespace) -> dict[str, Any]:
-    up_kwargs = devnet_links.up_kwargs(True)  # NetnsUnavailable says what is missing
     with tempfile.TemporaryDirectory(prefix="camswarm-partition-bench-") as tmp:
         directory = Path(tmp).resolve()
         try:
             log(f"starting a devnet in network namespaces in {directory}: {args.cameras} cameras, 1 mirror")
-            await network.up(
+            await network.up(  # DevnetError says what a machine lacks for netns
                 directory,
                 mirrors=1,
                 cameras=args.cameras,
                 segment_seconds=args.segment,
+                netns_hosts=True,
                 progress=log,
-                **up_kwargs,
             )
             admin = network.status(directory)["producer"]["admin"]
             outbox = network.producer_state_dir(directory) / "outbox.sqlite3"
@@ -492,10 +489,10 @@ async def partition_series(directory: Path, outbox: Path, args: argparse.Namespa
         await asyncio.sleep(args.before)
         log(f"partition: cutting the producer's host off for {args.partition} s")
         marks["cut_epoch"] = time.time()
-        await devnet_links.set_link(directory, "producer", down=True)
+        await network.fault(directory, "producer", netns.Fault(down=True))
         marks["cut"] = time.monotonic() - began
         await asyncio.sleep(args.partition)
-        await devnet_links.set_link(directory, "producer")
+        await network.fault(directory, "producer", netns.Fault())  # healed
         marks["healed"] = time.monotonic() - began
         marks["healed_epoch"] = time.time()
         log("partition: healed; waiting for the backlog to drain")

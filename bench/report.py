@@ -16,8 +16,8 @@ Written next to the document (``--doc``, default docs/benchmarks.md), in ``bench
 runs, so ``--only`` replaces just its sections) and one PNG per figure. Both are meant to be
 committed with the document: the text can be regenerated from them with ``--render-only``.
 
-lag runs in network namespaces with 20 ms on each mirror's link when this checkout and machine
-can (node/devnet/netns.py, root, /dev/net/tun), else on loopback, and the report says which
+lag runs in network namespaces with 20 ms on each mirror's link when this machine can
+(node/devnet/netns.py: root, /dev/net/tun, iproute2), else on loopback, and the report says which
 (``--lag-network`` forces one). partition needs network namespaces: without them the section
 stays "not measured yet".
 
@@ -41,9 +41,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import devnet_links, gateway_bench, machine, mirror_bench, producer_bench
+from bench import gateway_bench, machine, mirror_bench, producer_bench
 from bench.common import log
 from bench.render import SECTIONS, render
+from node.devnet import netns
+from node.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOC = ROOT / "docs" / "benchmarks.md"
@@ -123,6 +125,15 @@ def command(section: str, plan: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
+def netns_unavailable() -> str | None:
+    """Why a devnet cannot run in network namespaces on this machine, or None when it can."""
+    try:
+        netns.check_support()
+    except netns.NetnsError as exc:
+        return str(exc)
+    return None
+
+
 def run_section(section: str, plan: argparse.Namespace, quick: bool, lag_network: str) -> dict[str, Any]:
     """Measure one section; the results entry, with its result or why there is none."""
     entry: dict[str, Any] = {
@@ -132,13 +143,13 @@ def run_section(section: str, plan: argparse.Namespace, quick: bool, lag_network
     }
     plan = argparse.Namespace(**vars(plan))
     if section == "lag":
-        reason = devnet_links.unavailable()
+        reason = netns_unavailable()
         if lag_network == "netns" or (lag_network == "auto" and reason is None):
             plan.netns = True
         elif reason is not None:
             entry["note"] = f"Network namespaces were not used: {reason}."
     entry["command"] = command(section, plan)
-    if section == "partition" and (reason := devnet_links.unavailable()) is not None:
+    if section == "partition" and (reason := netns_unavailable()) is not None:
         entry["skipped"] = f"needs --netns: {reason}"
         log(f"report: {section}: skipped ({entry['skipped']})")
         return entry
@@ -193,10 +204,8 @@ def without_nan(value: Any) -> Any:
 
 
 def save(path: Path, results: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(without_nan(results), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
+    text = json.dumps(without_nan(results), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, text)
 
 
 def _sections(text: str) -> list[str]:

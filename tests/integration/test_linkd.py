@@ -146,35 +146,18 @@ class Host:
     root_tap: str
     ns_tap: str
 
+    def argv(self, script: str, *args: str) -> list[str]:
+        """The command running the Python ``script`` inside the namespace."""
+        return ["ip", "netns", "exec", self.netns, sys.executable, "-c", script, *args]
+
     async def python(
         self, script: str, *args: str, timeout: float = 30.0, check: bool = True
     ) -> tuple[int, str]:
-        return await run(
-            "ip",
-            "netns",
-            "exec",
-            self.netns,
-            sys.executable,
-            "-c",
-            script,
-            *args,
-            timeout=timeout,
-            check=check,
-        )
+        return await run(*self.argv(script, *args), timeout=timeout, check=check)
 
     async def start(self, script: str, *args: str) -> asyncio.subprocess.Process:
         """A server inside the namespace, returned once it printed "ready"."""
-        proc = await asyncio.create_subprocess_exec(
-            "ip",
-            "netns",
-            "exec",
-            self.netns,
-            sys.executable,
-            "-c",
-            script,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        proc = await asyncio.create_subprocess_exec(*self.argv(script, *args), stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(10):

@@ -7,14 +7,13 @@ impairments and the apply/reload bookkeeping run without root.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import random
 import re
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from node.devnet.linkd import (
     write_settings,
 )
 from node.logs import RateLimiter
+from node.procs import poll_until
 
 pytestmark = pytest.mark.unit
 
@@ -259,6 +259,15 @@ async def recv(sock: socket.socket, timeout: float = 2.0) -> bytes:
     return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65536), timeout)
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 2.0) -> None:
+    """Wait (polling, with a deadline) until linkd's reader has done what ``condition`` checks."""
+
+    async def check() -> bool:
+        return condition()
+
+    await poll_until(check, timeout=timeout, what=what, interval=0.001)
+
+
 async def no_frame(sock: socket.socket, within: float = 0.1) -> bool:
     try:
         await recv(sock, within)
@@ -311,7 +320,7 @@ async def test_delay_holds_each_frame_and_keeps_order(taps: FakeTaps) -> None:
         # Delay removed while frames wait: later frames queue behind them, never overtake.
         for i in range(5):
             taps.ns.send(b"q%d" % i)
-        await asyncio.sleep(0)  # let the reader queue them
+        await until(lambda: link.counters.rx_ns == 5, "the reader to queue them")
         link.update(PLAIN)
         taps.ns.send(b"after")
         assert [await recv(taps.root) for _ in range(6)] == [b"q0", b"q1", b"q2", b"q3", b"q4", b"after"]
@@ -324,8 +333,7 @@ async def test_cutting_a_delayed_link_drops_what_is_in_flight(taps: FakeTaps) ->
     link = make_link(taps, LinkSettings("r", "n", "t", delay_ms=200))
     try:
         taps.root.send(b"in-flight")
-        await asyncio.sleep(0.02)  # linkd reads it and holds it for 200 ms
-        assert link.counters.rx_root == 1
+        await until(lambda: link.counters.rx_root == 1, "linkd to read it (and hold it for 200 ms)")
         link.update(LinkSettings("r", "n", "t", down=True))
         assert link.counters.dropped_down == 1
         assert await no_frame(taps.ns, within=0.3)
@@ -339,7 +347,7 @@ async def test_loss_drops_about_the_share_asked(taps: FakeTaps) -> None:
         for i in range(200):
             taps.root.send(b"%d" % i)
             if i % 50 == 49:  # stay under the socket buffer
-                await asyncio.sleep(0.01)
+                await until(lambda n=i + 1: link.counters.rx_root == n, f"linkd to read {i + 1} frames")
         received = 0
         while not await no_frame(taps.ns, within=0.1):
             received += 1
@@ -446,9 +454,7 @@ async def test_a_failed_attach_keeps_the_previous_generation(tmp_path: Path, ope
         assert set(status["links"]) == {"a"}
         assert detached(opener.opened[1]), "y was attached, then rolled back"
 
-        bad = copy.deepcopy(settings())
-        bad["links"]["mirror1"]["delay_ms"] = 20000
-        settings_path.write_text(json.dumps(bad))
+        settings_path.write_text(json.dumps(settings(delay_ms=20000)))
         daemon.reload(settings_path)
         status = json.loads(status_path.read_text())
         assert status["generation"] == 1
