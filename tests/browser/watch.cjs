@@ -127,13 +127,15 @@ async function main() {
     // Seek back: zoom the timeline to the last 10 minutes and click just after the recording began,
     // once the recorded span is wide enough (>= 60 px, about half a minute) for that to be the past.
     await page.selectOption("#zoom", "600000");
-    const box = await until("a recorded span 60 px wide on the timeline", async () => {
-      const span = await page.$("#timeline-bar span");
+    // The timeline redraws itself every few seconds, replacing its spans: scroll and measure in one
+    // page-side step so no element handle is held across a redraw.
+    const box = await until("a recorded span 60 px wide on the timeline", () => page.evaluate(() => {
+      const span = document.querySelector("#timeline-bar span");
       if (!span) return null;
-      await span.scrollIntoViewIfNeeded();
-      const rect = await span.boundingBox();
-      return rect && rect.width >= 60 ? rect : null;
-    }, 90000, 1000);
+      span.scrollIntoView({ block: "nearest", inline: "nearest" });
+      const rect = span.getBoundingClientRect();
+      return rect.width >= 60 ? { x: rect.x, y: rect.y, width: rect.width, height: rect.height } : null;
+    }), 90000, 1000);
     const clickedAt = Date.now();
     await page.mouse.click(box.x + 4, box.y + box.height / 2);
     await until("the day playlist", async () => (await position(page)).mode.startsWith("day "), 15000);
