@@ -116,7 +116,7 @@ async def wrk(
 ) -> WrkResult:
     binary = shutil.which("wrk")
     if binary is None:
-        raise SystemExit("wrk is not installed: `make bench-deps` (Debian package wrk)")
+        raise RuntimeError("wrk is not installed: `make bench-deps` (Debian package wrk)")
     argv = [binary, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
