@@ -304,14 +304,33 @@ def partition(entry: dict[str, Any], figures: dict[str, str]) -> Part:
              f"{r['recorded_during_cut']} segments recorded during the cut"],
             ["announcing again (the backlog first shrinks) after the heal", f"{num(r.get('resumed_s'), 1)} s",
              "", ""],
+            ["the backlog stops growing (its peak) after the heal", f"{num(_peak_after_heal(r), 1)} s",
+             "", ""],
             ["drained (back to one segment per camera) after the heal", f"**{num(drain, 1)} s**",
              f"<= {r['partition_s']} s", ""],
             ["recorded during the cut, not announced at the end", f"**{lost}**", "0", ""],
         ],
     )  # fmt: skip
-    part.body += [""]
+    part.body += [
+        "",
+        "Why the backlog keeps growing for a while after the heal: the producer's catalog client "
+        "reconnects within seconds (the first segments go through), but the cluster peer has lost "
+        "its connections to the mirrors' cluster peers during the cut, and until it has them back a "
+        "pin that needs 2 allocations fails with \"not enough peers to allocate\" and is retried. "
+        "ipfs-cluster 1.1.6 dials lost peers again only every 30 s (`reBootstrapInterval` in its "
+        "cluster.go, not configurable), so the stall after a long cut is up to 30 s; Kubo's own "
+        "connections come back within about 10 s (its peering service). Segments stay in the outbox "
+        "meanwhile; none is lost.",
+        "",
+    ]
     part.body += _figure(figures, "partition", "Backlog through a partition of the producer")
     return part
+
+
+def _peak_after_heal(r: dict[str, Any]) -> float | None:
+    """Seconds from the heal to the largest backlog sampled after it (when it stopped growing)."""
+    after = [(backlog, t) for t, backlog, *_ in r.get("series") or [] if t >= r["healed_at_s"]]
+    return max(after)[1] - r["healed_at_s"] if after else None
 
 
 # --- mirror -----------------------------------------------------------------------------------------

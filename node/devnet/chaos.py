@@ -9,6 +9,11 @@ every mirror's store byte for byte and in its day playlist, and no process has l
 The answer is one row per fault: how long recovery took, how many segments were recorded
 during the fault (at risk) and how many are missing at the bound (lost, must be 0).
 
+A last row checks integrity across all the faults: every period that ended before the last
+heal is closed, anchored on the devnet's chain, and each mirror's copy of it recomputes to
+the anchored root (``camswarm verify``'s check). A segment left out of its period's root,
+say one recovered after a crash once its period had closed, shows up there.
+
 ``camswarm devnet chaos`` runs it (``make chaos``: 2-minute faults, 4 cameras); the
 integration test runs a shortened form.
 """
@@ -21,14 +26,21 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import m3u8
 
+from mirror.store import Store
+from mirror.verify import Sources, verify_range
+from node.anchoring import load_config as load_anchor_config
 from node.catalog import Catalog
+from node.chain import Registry
 from node.devnet import network
 from node.devnet.netns import Fault
+from node.kubo import KuboClient
+from node.merkle import period_bounds
 from node.procs import ConditionTimeout, pids_mentioning, poll_until
 
 Progress = Callable[[str], None]
@@ -244,6 +256,7 @@ async def run_suite(
         rows.append(
             await _recover(directory, label, began, healed, bound, files, held=held, progress=progress)
         )
+    rows.append(await _integrity(directory, time.time(), bound, progress))
     return rows
 
 
@@ -277,6 +290,79 @@ async def _recover(
         detail="; ".join(last.problems[:3]),
     )
     progress(f"  recovered in {row.recovery_s:g} s; {row.at_risk} segments at risk, {row.lost} lost")
+    return row
+
+
+# --- integrity across the faults -----------------------------------------------------------
+
+INTEGRITY = "integrity: closed periods anchored, every mirror's copy matches the chain"
+
+
+@dataclass
+class _Periods:
+    """Verdicts per (mirror, camera, period start): OK ones are final, the others are checked again."""
+
+    verdicts: dict[tuple[str, str, str, datetime], tuple[str, int, str]] = field(default_factory=dict)
+
+    def settled(self, key: tuple[str, str, str, datetime]) -> bool:
+        return key in self.verdicts and self.verdicts[key][0] in ("OK", "EMPTY")
+
+    def failing(self) -> list[tuple[str, int, str]]:
+        return [v for v in self.verdicts.values() if v[0] not in ("OK", "EMPTY")]
+
+
+async def check_periods(directory: Path, cutoff: float, periods: _Periods) -> None:
+    """Verify, in every mirror's store, each camera's periods that ended before ``cutoff``."""
+    status = network.status(directory)
+    settings = load_anchor_config(Path(status["chain"]["anchor_config"])).anchor
+    end, _ = period_bounds(datetime.fromtimestamp(cutoff, UTC), settings.period_s)
+    registry = Registry(settings.rpc_url, settings.contract)
+    try:
+        async with (
+            Catalog(settings.catalog, settings.catalog_db) as catalog,
+            KuboClient(settings.kubo_api, timeout=60) as kubo,
+        ):
+            for camera in await catalog.list_cameras():
+                factory, device = str(camera["factory"]), str(camera["device"])
+                first = await catalog.first_segment(factory, device)
+                if first is None or first["start"] >= end:
+                    continue
+                for mirror, info in sorted(status["mirrors"].items()):
+                    sources = Sources(registry, kubo, catalog, Store(Path(info["store"])))
+                    async for verdict in verify_range(
+                        sources, factory, device, first["start"], end, settings.period_s
+                    ):
+                        key = (mirror, factory, device, verdict.period_start)
+                        if not periods.settled(key):
+                            detail = f"{mirror} {factory}/{device} {verdict.line()}"
+                            periods.verdicts[key] = (verdict.status, verdict.segments, detail)
+    finally:
+        await registry.close()
+
+
+async def _integrity(directory: Path, cutoff: float, bound: float, progress: Progress) -> Row:
+    """Poll until every period that ended before ``cutoff`` verifies in every mirror, or ``bound``."""
+    periods = _Periods()
+
+    async def verified() -> bool:
+        await check_periods(directory, cutoff, periods)
+        return bool(periods.verdicts) and not periods.failing()
+
+    progress(f"check: {INTEGRITY}")
+    with contextlib.suppress(ConditionTimeout):
+        await poll_until(verified, timeout=bound, what="closed periods to verify", interval=2.0)
+    failing = periods.failing()
+    first_mirror = min((k[0] for k in periods.verdicts), default="")
+    checked = sum(v[1] for k, v in periods.verdicts.items() if k[0] == first_mirror)  # segments, once
+    row = Row(
+        fault=f"{INTEGRITY} ({len({k[1:] for k in periods.verdicts})} periods)",
+        held_s=0.0,
+        recovery_s=round(time.time() - cutoff, 1),
+        at_risk=checked,
+        lost=sum(v[1] for v in failing),
+        detail="; ".join(v[2] for v in failing[:3]) or ("" if periods.verdicts else "no closed period"),
+    )
+    progress(f"  {len(periods.verdicts)} verdicts, {len(failing)} not OK")
     return row
 
 

@@ -3,6 +3,8 @@
 A --netns devnet (each host in its own network namespace, links carried by linkd) with
 two cameras and two mirrors; after each fault heals, every segment ffmpeg wrote must be in
 the catalog once and byte-equal in both mirrors' stores and day playlists within the bound.
+At the end every period closed during the suite must be anchored on chain and verify in
+both mirrors.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ async def test_every_fault_loses_nothing(tmp_path: Path) -> None:
             await network.down(directory)
     print("\n" + chaos.table(rows))
     labels = [r.fault for r in rows]
-    assert len(labels) == 1 + len(chaos.faults()), labels
+    assert len(labels) == 2 + len(chaos.faults()), labels  # the baseline, each fault, integrity
     assert all(r.ok for r in rows), [r for r in rows if not r.ok]
+    assert rows[-1].fault.startswith(chaos.INTEGRITY) and rows[-1].at_risk > 0, rows[-1]
     # The faults bit: footage was recorded during each held fault and had to be carried over.
     assert all(r.at_risk > 0 for r in rows if r.held_s), rows
     # The devnet is gone: no namespace, no process.
