@@ -316,7 +316,7 @@ def partition(entry: dict[str, Any], figures: dict[str, str]) -> Part:
         "Why the backlog keeps growing for a while after the heal: the producer's catalog client "
         "reconnects within seconds (the first segments go through), but the cluster peer has lost "
         "its connections to the mirrors' cluster peers during the cut, and until it has them back a "
-        "pin that needs 2 allocations fails with \"not enough peers to allocate\" and is retried. "
+        'pin that needs 2 allocations fails with "not enough peers to allocate" and is retried. '
         "ipfs-cluster 1.1.6 dials lost peers again only every 30 s (`reBootstrapInterval` in its "
         "cluster.go, not configurable), so the stall after a long cut is up to 30 s; Kubo's own "
         "connections come back within about 10 s (its peering service). Segments stay in the outbox "
