@@ -45,7 +45,7 @@ test: deps-test check
 demo: deps
 	$(BIN)/camswarm devnet up --dir $(DEMO_DIR) --mirrors $(MIRRORS) --cameras $(CAMERAS)
 
-# Every fault in turn on a --netns devnet (root): 4 cameras, 2 mirrors, 2-minute faults (~25 min).
+# Every fault in turn on a --netns devnet (root): 4 cameras, 2 mirrors, 2-minute faults (about 12 min).
 CHAOS_DIR ?= $(CAMSWARM_STATE)/chaos-$(shell date +%Y%m%dT%H%M%S)
 chaos: deps
 	$(BIN)/camswarm devnet chaos --dir $(CHAOS_DIR) --cameras 4 --mirrors 2 --hold 120 --bound 300
