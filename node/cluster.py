@@ -6,15 +6,22 @@ send are covered by unit tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from node.errors import DaemonError, DaemonHTTPError
 from node.http_client import HTTPDaemonClient
 from node.ipfs_codec import parse_cid
 
+# A peer_add dials the other peer: bounded, so an unreachable one fails this soon.
+PEER_ADD_TIMEOUT = 10.0
 _META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -176,6 +183,13 @@ class ClusterClient(HTTPDaemonClient):
     async def peers(self) -> list[ClusterPeer]:
         return [decode_peer(p) for p in await self.request_ndjson("GET", "/peers")]
 
+    async def peer_add(self, peer_id: str) -> None:
+        """``POST /peers``: with CRDT consensus a no-op on the peerset, but the peer calls the
+        other one (its ID over cluster RPC), which dials it again at once if it was lost."""
+        await self.request_json(
+            "POST", "/peers", data=json.dumps({"peer_id": peer_id}), timeout=PEER_ADD_TIMEOUT
+        )
+
     async def metrics(self, name: str) -> list[dict[str, Any]]:
         """The latest valid metric ``name`` (e.g. ``freespace``) of every peer this peer knows."""
         found = await self.request_ndjson("GET", f"/monitor/metrics/{name}")
@@ -184,3 +198,55 @@ class ClusterClient(HTTPDaemonClient):
     async def recover(self, cid: str | None = None) -> list[PinStatus]:
         path = f"/pins/{parse_cid(cid)}/recover" if cid else "/pins/recover"
         return [decode_status(s) for s in await self.request_ndjson("POST", path)]
+
+
+# ipfs-cluster's answer to a pin when fewer peers than replication_min are reachable.
+NOT_ENOUGH_PEERS = "not enough peers to allocate"
+
+
+class Redialer:
+    """Dials the cluster peers a pin went to again when the local peer has lost them.
+
+    After a partition, ipfs-cluster 1.1.6 dials its lost peers only every 30 s (its
+    ``reBootstrapInterval``, not configurable), and until then every pin that needs more than
+    the local peer fails with "not enough peers to allocate". ``failed`` reacts to that error by
+    asking the local peer to call each peer it has pinned to (``peer_add``), which reconnects
+    in a second or two; at most once per ``interval`` seconds, whatever the number of cameras.
+    """
+
+    def __init__(
+        self, cluster: ClusterClient, *, interval: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._cluster = cluster
+        self._interval = interval
+        self._clock = clock
+        self._last = float("-inf")
+        self._busy = False
+        self.known: set[str] = set()
+
+    def pinned(self, allocation: Allocation) -> None:
+        """Remember the peers a pin was allocated to."""
+        self.known.update(allocation.allocations)
+
+    async def failed(self, error: BaseException) -> int:
+        """After a failed pin: the number of peers dialled again (0 unless peers were lost)."""
+        if not isinstance(error, DaemonHTTPError) or NOT_ENOUGH_PEERS not in error.message:
+            return 0
+        now = self._clock()
+        if self._busy or now - self._last < self._interval:
+            return 0
+        self._busy, self._last = True, now
+        try:
+            if not self.known:  # nothing pinned since a restart: the peers the local peer lists
+                with contextlib.suppress(DaemonError):
+                    self.known.update(p.id for p in await self._cluster.peers() if p.id)
+            # Together: a peer still unreachable costs one dial timeout, not one each.
+            results = await asyncio.gather(
+                *(self._cluster.peer_add(p) for p in sorted(self.known)), return_exceptions=True
+            )
+        finally:
+            self._busy = False
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, DaemonError):
+                raise result
+        return sum(result is None for result in results)

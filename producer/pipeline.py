@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import announce, segcrypt
 from node.catalog import Catalog
-from node.cluster import ClusterClient
+from node.cluster import ClusterClient, Redialer
 from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.layout import mfs_path, published_name
@@ -155,6 +155,7 @@ class Publisher:
         self._outbox = outbox
         self._kubo = kubo
         self._cluster = cluster
+        self._redial = Redialer(cluster)
         self._catalog = catalog
         self._key = key
         self._master_key = master_key
@@ -224,6 +225,29 @@ class Publisher:
             self._metrics.announce_latency.observe(max(0.0, self._clock() - entry.created_at))
             log.debug("segment_announced", extra=kv(camera=camera.key, seq=entry.seq, cid=done.cid))
 
+    async def _pin(self, camera: CameraConfig, entry: Entry, start: datetime) -> None:
+        assert entry.cid is not None
+        try:
+            allocation = await self._cluster.pin(
+                entry.cid,
+                replication_min=camera.replication_min,
+                replication_max=camera.replication_max,
+                name=f"{camera.key}/{entry.seq}",
+                metadata={
+                    "factory": camera.factory,
+                    "device": camera.device,
+                    "seq": str(entry.seq),
+                    "start": entry.start,
+                },
+                expire_at=pin_expiry(start, camera.retention_days),
+            )
+        except DaemonError as exc:
+            dialled = await self._redial.failed(exc)
+            if dialled:
+                log.info("cluster_peers_redialled", extra=kv(camera=camera.key, seq=entry.seq, peers=dialled))
+            raise
+        self._redial.pinned(allocation)
+
     async def _segment_key(self, camera: CameraConfig, entry: Entry) -> SegmentKey | None:
         if entry.key_id is None:
             return None
@@ -253,19 +277,7 @@ class Publisher:
         assert entry.cid is not None
         start = announce.parse_start(entry.start)
         if step == "pin":
-            await self._cluster.pin(
-                entry.cid,
-                replication_min=camera.replication_min,
-                replication_max=camera.replication_max,
-                name=f"{camera.key}/{entry.seq}",
-                metadata={
-                    "factory": camera.factory,
-                    "device": camera.device,
-                    "seq": str(entry.seq),
-                    "start": entry.start,
-                },
-                expire_at=pin_expiry(start, camera.retention_days),
-            )
+            await self._pin(camera, entry, start)
         elif step == "link":
             path = mfs_path(camera.factory, camera.device, start, published_name(entry.seq, start))
             await self._kubo.files_cp(f"/ipfs/{entry.cid}", path, parents=True, force=True)

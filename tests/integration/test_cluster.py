@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from node.cluster import ClusterClient
+from node.cluster import NOT_ENOUGH_PEERS, ClusterClient, Redialer
 from node.errors import DaemonHTTPError
 from node.kubo import KuboClient
 from node.procs import poll_until
@@ -21,6 +21,20 @@ async def test_peers_are_the_devnet(devnet: dict[str, Any]) -> None:
     assert {p.id for p in peers} == expected
     assert {p.peername for p in peers} == set(devnet["nodes"])
     assert {p.ipfs_id for p in peers} == {n["peer_id"] for n in devnet["nodes"].values()}
+
+
+async def test_peer_add_reaches_a_peer_and_redialer_dials_the_pinned_peers(devnet: dict[str, Any]) -> None:
+    """What the producer does after a partition: each peer a pin went to is asked for once more."""
+    others = {n["cluster_peer_id"] for name, n in devnet["nodes"].items() if name != "producer"}
+    async with ClusterClient(devnet["nodes"]["producer"]["cluster_api"]) as cluster:
+        for peer_id in others:
+            await cluster.peer_add(peer_id)
+        with pytest.raises(DaemonHTTPError):
+            await cluster.peer_add("not-a-peer-id")
+        redial = Redialer(cluster)
+        redial.known.update(others)
+        lost = DaemonHTTPError("ipfs-cluster", "u", 500, f"{NOT_ENOUGH_PEERS} CID. Needed at least: 2.")
+        assert await redial.failed(lost) == len(others)
 
 
 async def test_pin_with_replication_and_expiry(devnet: dict[str, Any]) -> None:
