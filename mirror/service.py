@@ -48,6 +48,7 @@ from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.layout import day_name
 from node.logs import RateLimiter, kv
+from node.peering import keep_peered
 
 log = logging.getLogger("camswarm.mirror")
 
@@ -741,6 +742,7 @@ class Mirror:
                     group.create_task(self.catchup_loop(), name="catch-up"),
                     group.create_task(self.day_writer(), name="day playlists"),
                     group.create_task(self.housekeeping_loop(), name="housekeeping"),
+                    group.create_task(keep_peered(node.kubo_api), name="peering"),
                 ]
                 tasks += [
                     group.create_task(self.fetch_worker(), name=f"fetch {n}")

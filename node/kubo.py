@@ -238,6 +238,12 @@ class KuboClient(HTTPDaemonClient):
     async def swarm_connect(self, multiaddr: str) -> None:
         await self._call("swarm/connect", [("arg", multiaddr)])
 
+    async def peering_peers(self) -> list[dict[str, Any]]:
+        """The node's ``Peering.Peers`` configuration ([] when none is set)."""
+        result = await self._call("config", [("arg", "Peering.Peers")])
+        value = (result or {}).get("Value") if isinstance(result, dict) else None
+        return [p for p in value if isinstance(p, dict)] if isinstance(value, list) else []
+
     async def swarm_peers(self) -> list[SwarmPeer]:
         result = await self._call("swarm/peers")
         return [

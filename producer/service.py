@@ -33,6 +33,7 @@ from node.config import ConfigError
 from node.files import hash_file
 from node.kubo import KuboClient
 from node.logs import RateLimiter, kv
+from node.peering import keep_peered
 from producer.config import CameraConfig, ProducerConfig
 from producer.media import ffprobe_for
 from producer.metrics import ProducerMetrics
@@ -343,6 +344,7 @@ class Producer:
                 for c in self.config.cameras
             ]
             others.append(group.create_task(self.housekeeping(), name="housekeeping"))
+            others.append(group.create_task(keep_peered(self.config.node.kubo_api), name="peering"))
             if self.config.anchoring.enabled:
                 others.append(group.create_task(self.periods.run(self.config.cameras), name="periods"))
             await stop.wait()
