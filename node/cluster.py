@@ -6,7 +6,6 @@ send are covered by unit tests.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from node.errors import DaemonError, DaemonHTTPError
+from node.errors import DaemonError, DaemonHTTPError, each_reached
 from node.http_client import HTTPDaemonClient
 from node.ipfs_codec import parse_cid
 
@@ -241,12 +240,7 @@ class Redialer:
                 with contextlib.suppress(DaemonError):
                     self.known.update(p.id for p in await self._cluster.peers() if p.id)
             # Together: a peer still unreachable costs one dial timeout, not one each.
-            results = await asyncio.gather(
-                *(self._cluster.peer_add(p) for p in sorted(self.known)), return_exceptions=True
-            )
+            reached = await each_reached([self._cluster.peer_add(p) for p in sorted(self.known)])
         finally:
             self._busy = False
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, DaemonError):
-                raise result
-        return sum(result is None for result in results)
+        return sum(reached)

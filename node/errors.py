@@ -7,6 +7,9 @@ message, ``BadCID`` is the caller's fault and never worth retrying.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Sequence
+
 
 class DaemonError(Exception):
     """Base class: something went wrong talking to a daemon."""
@@ -37,3 +40,13 @@ class DaemonHTTPError(DaemonError):
 
 class BadCID(ValueError):
     """A string that is not a valid CID (checked before any request is sent)."""
+
+
+async def each_reached(calls: Sequence[Awaitable[object]]) -> list[bool]:
+    """Run daemon calls together; which of them succeeded. A ``DaemonError`` counts as a miss
+    (the daemon or its peer is unreachable now); any other exception is a bug and is raised."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, DaemonError):
+            raise result
+    return [not isinstance(result, BaseException) for result in results]

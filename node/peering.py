@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from node.errors import DaemonError
+from node.errors import DaemonError, each_reached
 from node.kubo import KuboClient
 from node.logs import RateLimiter, kv
 
@@ -41,11 +41,8 @@ async def redial_once(kubo: KuboClient, configured: Sequence[Mapping[str, Any]])
     """Dial every configured peer that is not connected, together; the ids that answered."""
     connected = {p.peer for p in await kubo.swarm_peers()}
     missing = dial_addresses(configured, connected)
-    results = await asyncio.gather(*(kubo.swarm_connect(a) for a in missing.values()), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, DaemonError):
-            raise result
-    return [peer_id for peer_id, result in zip(missing, results, strict=True) if result is None]
+    reached = await each_reached([kubo.swarm_connect(a) for a in missing.values()])
+    return [peer_id for peer_id, ok in zip(missing, reached, strict=True) if ok]
 
 
 async def keep_peered(kubo_api: str, *, interval: float = CHECK_S) -> None:

@@ -79,3 +79,14 @@ async def test_without_pins_yet_it_dials_the_listed_peers_and_counts_reached_one
     assert await redial.failed(NOT_ENOUGH) == 2  # c still unreachable
     assert sorted(cluster.added) == ["a", "b", "c"]
     assert redial.known == {"a", "b", "c"}
+
+
+async def test_a_bug_in_a_dial_is_raised_not_counted_as_unreachable() -> None:
+    class Broken(FakeCluster):
+        async def peer_add(self, peer_id: str) -> None:
+            raise TypeError("unexpected keyword argument 'json'")  # the first version's bug
+
+    redial = redialer(Broken([]), [0.0])
+    redial.pinned(allocation("a"))
+    with pytest.raises(TypeError):
+        await redial.failed(NOT_ENOUGH)
