@@ -225,11 +225,10 @@ class Publisher:
             self._metrics.announce_latency.observe(max(0.0, self._clock() - entry.created_at))
             log.debug("segment_announced", extra=kv(camera=camera.key, seq=entry.seq, cid=done.cid))
 
-    async def _pin(self, camera: CameraConfig, entry: Entry, start: datetime) -> None:
-        assert entry.cid is not None
+    async def _pin(self, camera: CameraConfig, entry: Entry, cid: str, start: datetime) -> None:
         try:
             allocation = await self._cluster.pin(
-                entry.cid,
+                cid,
                 replication_min=camera.replication_min,
                 replication_max=camera.replication_max,
                 name=f"{camera.key}/{entry.seq}",
@@ -277,7 +276,7 @@ class Publisher:
         assert entry.cid is not None
         start = announce.parse_start(entry.start)
         if step == "pin":
-            await self._pin(camera, entry, start)
+            await self._pin(camera, entry, entry.cid, start)
         elif step == "link":
             path = mfs_path(camera.factory, camera.device, start, published_name(entry.seq, start))
             await self._kubo.files_cp(f"/ipfs/{entry.cid}", path, parents=True, force=True)
