@@ -33,8 +33,9 @@ from typing import Any
 import m3u8
 
 from mirror.store import Store
-from mirror.verify import Sources, verify_range
+from mirror.verify import Sources, periods_of, verify_range
 from node.anchoring import load_config as load_anchor_config
+from node.anchors import Verdict
 from node.catalog import Catalog
 from node.chain import Registry
 from node.devnet import network
@@ -298,69 +299,78 @@ async def _recover(
 INTEGRITY = "integrity: closed periods anchored, every mirror's copy matches the chain"
 
 
+# (mirror, factory, device, period start)
+PeriodKey = tuple[str, str, str, datetime]
+
+
 @dataclass
 class _Periods:
-    """Verdicts per (mirror, camera, period start): OK ones are final, the others are checked again."""
+    """The latest verdict per mirror, camera and period; OK and EMPTY ones are final."""
 
-    verdicts: dict[tuple[str, str, str, datetime], tuple[str, int, str]] = field(default_factory=dict)
+    verdicts: dict[PeriodKey, Verdict] = field(default_factory=dict)
 
-    def settled(self, key: tuple[str, str, str, datetime]) -> bool:
-        return key in self.verdicts and self.verdicts[key][0] in ("OK", "EMPTY")
+    def settled(self, key: PeriodKey) -> bool:
+        verdict = self.verdicts.get(key)
+        return verdict is not None and verdict.status in ("OK", "EMPTY")
 
-    def failing(self) -> list[tuple[str, int, str]]:
-        return [v for v in self.verdicts.values() if v[0] not in ("OK", "EMPTY")]
+    def failing(self) -> list[tuple[PeriodKey, Verdict]]:
+        return [(k, v) for k, v in self.verdicts.items() if v.status not in ("OK", "EMPTY")]
 
 
-async def check_periods(directory: Path, cutoff: float, periods: _Periods) -> None:
-    """Verify, in every mirror's store, each camera's periods that ended before ``cutoff``."""
+async def check_periods(
+    stores: dict[str, Sources], catalog: Catalog, period_s: int, end: datetime, periods: _Periods
+) -> None:
+    """Verify each camera's periods that ended by ``end`` in every mirror's store, except those
+    already settled (each check recomputes every segment's CID: a poll must not redo them)."""
+    for camera in await catalog.list_cameras():
+        factory, device = str(camera["factory"]), str(camera["device"])
+        first = await catalog.first_segment(factory, device)
+        if first is None or first["start"] >= end:
+            continue
+        for start, stop in periods_of(first["start"], end, period_s):
+            for mirror, sources in stores.items():
+                key = (mirror, factory, device, start)
+                if not periods.settled(key):
+                    async for verdict in verify_range(sources, factory, device, start, stop, period_s):
+                        periods.verdicts[key] = verdict
+
+
+async def _integrity(directory: Path, cutoff: float, bound: float, progress: Progress) -> Row:
+    """Poll until every period that ended before ``cutoff`` verifies in every mirror, or ``bound``."""
     status = network.status(directory)
     settings = load_anchor_config(Path(status["chain"]["anchor_config"])).anchor
     end, _ = period_bounds(datetime.fromtimestamp(cutoff, UTC), settings.period_s)
+    periods = _Periods()
+    progress(f"check: {INTEGRITY}")
     registry = Registry(settings.rpc_url, settings.contract)
     try:
         async with (
             Catalog(settings.catalog, settings.catalog_db) as catalog,
             KuboClient(settings.kubo_api, timeout=60) as kubo,
         ):
-            for camera in await catalog.list_cameras():
-                factory, device = str(camera["factory"]), str(camera["device"])
-                first = await catalog.first_segment(factory, device)
-                if first is None or first["start"] >= end:
-                    continue
-                for mirror, info in sorted(status["mirrors"].items()):
-                    sources = Sources(registry, kubo, catalog, Store(Path(info["store"])))
-                    async for verdict in verify_range(
-                        sources, factory, device, first["start"], end, settings.period_s
-                    ):
-                        key = (mirror, factory, device, verdict.period_start)
-                        if not periods.settled(key):
-                            detail = f"{mirror} {factory}/{device} {verdict.line()}"
-                            periods.verdicts[key] = (verdict.status, verdict.segments, detail)
+            stores = {
+                mirror: Sources(registry, kubo, catalog, Store(Path(info["store"])))
+                for mirror, info in sorted(status["mirrors"].items())
+            }
+
+            async def verified() -> bool:
+                await check_periods(stores, catalog, settings.period_s, end, periods)
+                return bool(periods.verdicts) and not periods.failing()
+
+            with contextlib.suppress(ConditionTimeout):
+                await poll_until(verified, timeout=bound, what="closed periods to verify", interval=2.0)
     finally:
         await registry.close()
-
-
-async def _integrity(directory: Path, cutoff: float, bound: float, progress: Progress) -> Row:
-    """Poll until every period that ended before ``cutoff`` verifies in every mirror, or ``bound``."""
-    periods = _Periods()
-
-    async def verified() -> bool:
-        await check_periods(directory, cutoff, periods)
-        return bool(periods.verdicts) and not periods.failing()
-
-    progress(f"check: {INTEGRITY}")
-    with contextlib.suppress(ConditionTimeout):
-        await poll_until(verified, timeout=bound, what="closed periods to verify", interval=2.0)
     failing = periods.failing()
     first_mirror = min((k[0] for k in periods.verdicts), default="")
-    checked = sum(v[1] for k, v in periods.verdicts.items() if k[0] == first_mirror)  # segments, once
     row = Row(
         fault=f"{INTEGRITY} ({len({k[1:] for k in periods.verdicts})} periods)",
         held_s=0.0,
         recovery_s=round(time.time() - cutoff, 1),
-        at_risk=checked,
-        lost=sum(v[1] for v in failing),
-        detail="; ".join(v[2] for v in failing[:3]) or ("" if periods.verdicts else "no closed period"),
+        at_risk=sum(v.segments for k, v in periods.verdicts.items() if k[0] == first_mirror),  # once
+        lost=sum(v.segments for _, v in failing),
+        detail="; ".join(f"{k[0]} {k[1]}/{k[2]} {v.line()}" for k, v in failing[:3])
+        or ("" if periods.verdicts else "no closed period"),
     )
     progress(f"  {len(periods.verdicts)} verdicts, {len(failing)} not OK")
     return row
