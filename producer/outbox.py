@@ -16,6 +16,10 @@ step then encrypts with that key and IV, which is deterministic, so a
 repeated ``add`` gives the same ciphertext and CID; it records the
 ciphertext's size and sha256 with the CID.
 
+Each recording session (one ffmpeg run) gets one clock shift, fixed with its
+first journaled segment and applied to all of them: see
+:func:`session_shift_ms`.
+
 SQLite in WAL mode with ``synchronous=FULL``: a journaled segment survives a
 power cut. The calls are short and synchronous; async callers run them in a
 worker thread.
@@ -30,9 +34,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+
+from node.announce import format_start, parse_start
 
 T = TypeVar("T")
 
@@ -82,6 +89,12 @@ CREATE TABLE IF NOT EXISTS keys (
     PRIMARY KEY (camera, key_id)
 );
 CREATE INDEX IF NOT EXISTS keys_by_seq ON keys (camera, first_seq);
+CREATE TABLE IF NOT EXISTS clocks (
+    camera TEXT NOT NULL,
+    session TEXT NOT NULL,
+    shift_ms INTEGER NOT NULL,
+    PRIMARY KEY (camera, session)
+);
 CREATE TABLE IF NOT EXISTS sessions (
     camera TEXT NOT NULL,
     session TEXT NOT NULL,
@@ -208,10 +221,13 @@ class Outbox:
             raise
         self._db.execute("COMMIT")
 
-    def journal(self, segment: NewSegment, keys: KeyPolicy | None = None) -> Entry:
+    def journal(self, segment: NewSegment, keys: KeyPolicy | None = None, *, lead: float = 0.0) -> Entry:
         """Record a completed segment and give it the camera's next seq; idempotent per file.
 
         With ``keys`` the segment also gets its content key (see the module docstring).
+        The start is moved by its session's clock shift (:func:`session_shift_ms`),
+        fixed when the session's first segment is journaled, from ``lead`` (how far
+        ffmpeg's clock was measured to run ahead) and the camera's previous segment.
         """
         with self._tx() as db:
             existing = db.execute(
@@ -220,6 +236,7 @@ class Outbox:
             ).fetchone()
             if existing is not None:
                 return _entry(existing)
+            start = _shifted(segment.start, self._session_shift(db, segment, lead))
             row = db.execute("SELECT next_seq FROM cameras WHERE camera=?", (segment.camera,)).fetchone()
             seq = int(row["next_seq"]) if row else 0
             db.execute(
@@ -237,7 +254,7 @@ class Outbox:
                     segment.session,
                     segment.filename,
                     segment.path,
-                    segment.start,
+                    start,
                     segment.duration,
                     segment.size,
                     segment.sha256,
@@ -248,6 +265,30 @@ class Outbox:
             )
             assert cursor.lastrowid is not None
             return _read(db, cursor.lastrowid)
+
+    def _session_shift(self, db: sqlite3.Connection, segment: NewSegment, lead: float) -> int:
+        """The session's clock shift in ms: stored with its first segment, the same for all of them."""
+        row = db.execute(
+            "SELECT shift_ms FROM clocks WHERE camera=? AND session=?", (segment.camera, segment.session)
+        ).fetchone()
+        if row is not None:
+            return int(row["shift_ms"])
+        last = db.execute(
+            "SELECT session, start, duration FROM segments WHERE camera=? ORDER BY seq DESC LIMIT 1",
+            (segment.camera,),
+        ).fetchone()
+        if last is not None and last["session"] == segment.session:
+            shift = 0  # a session journaled before clock shifts were kept
+        else:
+            previous = None
+            if last is not None:
+                previous = (_ms(str(last["start"])), round(float(last["duration"]) * 1000))
+            shift = session_shift_ms(_ms(segment.start), round(lead * 1000), previous)
+        db.execute(
+            "INSERT INTO clocks (camera, session, shift_ms) VALUES (?, ?, ?)",
+            (segment.camera, segment.session, shift),
+        )
+        return shift
 
     def _key_for(self, db: sqlite3.Connection, segment: NewSegment, seq: int, keys: KeyPolicy) -> str:
         """The camera's current key if it is of this session and young enough, else a new one."""
@@ -368,6 +409,34 @@ class Outbox:
 
     def cameras(self) -> list[str]:
         return [str(r["camera"]) for r in self._db.execute("SELECT camera FROM cameras ORDER BY camera")]
+
+
+def session_shift_ms(start_ms: int, lead_ms: int, previous: tuple[int, int] | None) -> int:
+    """How far (ms) to move every segment of a new recording session, given its first segment.
+
+    Back by ``lead_ms``, how far ffmpeg's PROGRAM-DATE-TIME was measured to run
+    ahead of the footage; then forward as far as needed for the session to
+    start after the camera's ``previous`` segment (start, duration in ms)
+    ends, and strictly after it starts. Each ffmpeg run has its own lead, so
+    without this two runs back to back (a producer restart that stops the old
+    ffmpeg and starts a new one) could overlap or even reverse in time.
+    """
+    shift = -max(0, lead_ms)
+    if previous is not None:
+        previous_start, previous_duration = previous
+        earliest = max(previous_start + previous_duration, previous_start + 1)
+        shift = max(shift, earliest - start_ms)
+    return shift
+
+
+def _ms(start: str) -> int:
+    return round(parse_start(start).timestamp() * 1000)
+
+
+def _shifted(start: str, shift_ms: int) -> str:
+    if shift_ms == 0:
+        return start
+    return format_start(parse_start(start) + timedelta(milliseconds=shift_ms))
 
 
 def _read(db: sqlite3.Connection, entry_id: int) -> Entry:

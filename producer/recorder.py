@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -256,12 +257,14 @@ class CameraRecorder:
         """
         try:
             fresh = new_segments(read_listed(session_dir), seen)
+            read_at = time.time()
         except PlaylistError as exc:
             log.error("playlist_unusable", extra=kv(camera=self.camera.key, session=self.session, error=exc))
             return 0, True
         for segment in fresh:
             try:
-                await self._sink(self.camera, session_dir.name, session_dir, segment)
+                listed = dataclasses.replace(segment, listed_at=read_at)
+                await self._sink(self.camera, session_dir.name, session_dir, listed)
             except JournalError:
                 return len(fresh), False  # retried on the next playlist change, or at the next start
             seen.add(segment.filename)

@@ -41,7 +41,7 @@ from producer.outbox import AsyncOutbox, KeyPolicy, NewKey, NewSegment, Outbox
 from producer.periods import PeriodCloser
 from producer.pipeline import Publisher
 from producer.recorder import CameraRecorder, JournalError, recover_sessions
-from producer.segments import ListedSegment
+from producer.segments import ListedSegment, clock_lead
 from producer.watch import PlaylistWatcher
 
 log = logging.getLogger("camswarm.producer")
@@ -163,6 +163,7 @@ class Producer:
                     sha256=digest,
                 ),
                 self.key_policies.get(camera.key),
+                lead=clock_lead(segment),
             )
         except sqlite3.Error as exc:  # e.g. "database or disk is full": the transaction rolled back
             allowed, suppressed = self._limiter.allow("journal_failed")

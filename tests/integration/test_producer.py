@@ -147,11 +147,27 @@ def check_catalog(docs: list[dict[str, Any]], label: str) -> None:
     assert len(keys) == len(docs), f"{label}: the same footage recorded twice"
     for before, after in itertools.pairwise(docs):
         assert after["start"] > before["start"], (
-            f"{label}: seq {after['seq']} starts before seq {before['seq']}"
+            f"{label}: seq {after['seq']} starts before seq {before['seq']}\n"
+            + _around(docs, before["seq"])
         )
+        hole = (after["start"] - before["end"]).total_seconds()
         if after["session"] == before["session"]:
-            hole = (after["start"] - before["end"]).total_seconds()
             assert abs(hole) < 0.2, f"{label}: {hole:.3f} s hole inside session {after['session']}"
+        else:
+            assert hole >= -0.001, (
+                f"{label}: session {after['session']} overlaps the one before by {-hole:.3f} s\n"
+                + _around(docs, before["seq"])
+            )
+
+
+def _around(docs: list[dict[str, Any]], seq: int) -> str:
+    """The catalog lines near seq, to see what a failed check saw."""
+    return "\n".join(
+        f"  seq {d['seq']} session {d['session']} start {d['start'].isoformat()} "
+        f"end {d['end'].isoformat()} duration {d['duration']} file {d.get('filename') or d.get('name')}"
+        for d in docs
+        if abs(d["seq"] - seq) <= 3
+    )
 
 
 def _gaps(seqs: list[int]) -> list[int]:

@@ -3,6 +3,7 @@ every segment done exactly once, in order."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sqlite3
 import tempfile
@@ -12,7 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.outbox import JOURNALED, STEPS, KeyPolicy, NewKey, NewSegment, Outbox, backoff, next_step
+from producer.outbox import (
+    JOURNALED,
+    STEPS,
+    KeyPolicy,
+    NewKey,
+    NewSegment,
+    Outbox,
+    backoff,
+    next_step,
+    session_shift_ms,
+)
 
 
 def _segment(camera: str, n: int, session: str = "20261121T000000Z") -> NewSegment:
@@ -215,3 +226,40 @@ def test_an_outbox_from_before_encryption_gets_the_new_columns(tmp_path: Path) -
     (entry,) = box.entries("f/a")
     assert entry.key_id is None and entry.published_size == 5
     assert box.journal(_segment("f/a", 1), _Keys(rotation=2).policy).key_id is not None
+
+
+@pytest.mark.parametrize(
+    ("start", "lead", "previous", "shift"),
+    [
+        (10_000, 0, None, 0),  # the camera's first session, no lead measured: ffmpeg's clock
+        (10_000, 1_008, None, -1_008),  # back by the measured lead
+        (10_000, -50, None, 0),  # a negative lead is no lead
+        (10_000, 1_000, (5_000, 2_000), -1_000),  # back by the lead, still after the previous end
+        (10_000, 1_000, (7_000, 2_500), -500),  # the lead would overlap the previous segment: stop at its end
+        (10_134, 0, (10_000, 134), 0),  # starts right where the previous ends
+        (10_131, 0, (10_134, 120), 123),  # the run CI caught: 3 ms before the previous start
+        (10_000, 0, (10_000, 0), 1),  # after a zero-length previous segment: still strictly later
+    ],
+)
+def test_session_shift(start: int, lead: int, previous: tuple[int, int] | None, shift: int) -> None:
+    assert session_shift_ms(start, lead, previous) == shift
+
+
+def _at(n: int, session: str, start: str, duration: float = 2.0) -> NewSegment:
+    return dataclasses.replace(_segment("f/a", n, session), start=start, duration=duration)
+
+
+def test_back_to_back_sessions_never_overlap_and_keep_their_shift(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    old, new = "20261121T000000Z", "20261121T000006Z"
+    starts = [box.journal(_at(n, old, f"2026-11-21T00:00:0{2 * n}.500Z"), lead=1.0).start for n in range(3)]
+    assert starts == ["2026-11-20T23:59:59.500Z", "2026-11-21T00:00:01.500Z", "2026-11-21T00:00:03.500Z"]
+    # The old run's last segment ends at 05.500; the new run's clock says it started at 04.900.
+    first = box.journal(_at(3, new, "2026-11-21T00:00:04.900Z"), lead=0.2)
+    assert first.start == "2026-11-21T00:00:05.500Z", "a new run starts where the last one ended"
+    box.close()
+    box = Outbox(tmp_path / "o.sqlite")  # the shift survives a restart
+    second = box.journal(_at(4, new, "2026-11-21T00:00:06.900Z"))
+    assert second.start == "2026-11-21T00:00:07.500Z", "the whole run moves by one shift, back to back"
+    again = box.journal(_at(3, new, "2026-11-21T00:00:04.900Z"))
+    assert again.start == first.start and again.seq == first.seq

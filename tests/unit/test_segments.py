@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
-from producer.segments import ListedSegment, PlaylistError, listed_segments, new_segments
+from producer.segments import (
+    MAX_LEAD_S,
+    ListedSegment,
+    PlaylistError,
+    clock_lead,
+    listed_segments,
+    new_segments,
+)
 
 FFMPEG_PLAYLIST = """#EXTM3U
 #EXT-X-VERSION:6
@@ -57,3 +65,26 @@ def test_new_segments_in_a_sliding_window() -> None:
     listed = listed_segments(FFMPEG_PLAYLIST)
     assert [s.filename for s in new_segments(listed, {"seg-000000.ts"})] == ["seg-000001.ts"]
     assert new_segments(listed, {"seg-000000.ts", "seg-000001.ts"}) == []
+
+
+def _first(listed_at: float | None) -> ListedSegment:
+    return dataclasses.replace(listed_segments(FFMPEG_PLAYLIST)[0], listed_at=listed_at)
+
+
+@pytest.mark.parametrize(
+    ("listed_after_pdt_end", "lead"),
+    [
+        (-1.008, 1.008),  # measured: ffmpeg's clock one probe ahead of the footage
+        (0.0, 0.0),
+        (0.4, 0.0),  # listed after its PDT end: no lead, never a lag
+        (-60.0, MAX_LEAD_S),  # a wrong clock is not believed beyond the cap
+    ],
+)
+def test_clock_lead_from_when_the_first_segment_was_listed(listed_after_pdt_end: float, lead: float) -> None:
+    segment = _first(None)
+    pdt_end = segment.start.timestamp() + segment.duration
+    assert clock_lead(_first(pdt_end + listed_after_pdt_end)) == pytest.approx(lead)
+
+
+def test_clock_lead_is_zero_when_not_observed_live() -> None:
+    assert clock_lead(_first(None)) == 0.0  # recovered after a crash: when it was listed is unknown
