@@ -147,8 +147,7 @@ def check_catalog(docs: list[dict[str, Any]], label: str) -> None:
     assert len(keys) == len(docs), f"{label}: the same footage recorded twice"
     for before, after in itertools.pairwise(docs):
         assert after["start"] > before["start"], (
-            f"{label}: seq {after['seq']} starts before seq {before['seq']}\n"
-            + _around(docs, before["seq"])
+            f"{label}: seq {after['seq']} starts before seq {before['seq']}\n" + _around(docs, before["seq"])
         )
         hole = (after["start"] - before["end"]).total_seconds()
         if after["session"] == before["session"]:
