@@ -14,3 +14,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(_ROOT).parts
         if parts and parts[0] in ("unit", "integration"):
             item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name every process the tests started that is still running: a fixture failed to stop it."""
+    from node import procs
+
+    running = [(pid, proc.args) for pid, proc in list(procs._children.items()) if proc.poll() is None]
+    if running:
+        terminalreporter.section("processes started by the tests and still running")
+        for pid, args in running:
+            terminalreporter.write_line(
+                f"pid {pid}: {args if isinstance(args, str) else ' '.join(map(str, args))}"
+            )
