@@ -57,7 +57,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.analysis import carries, drain_seconds, first_drop, most_carried, ms, samples_ms
 from bench.common import fetch_health, fetch_metrics, log, percentile, run_chosen
-from node.announce import format_start
 from node.devnet import netns, network
 from node.devnet.configs import ProducerCamera, producer_config
 from node.errors import DaemonError
@@ -215,8 +214,8 @@ class Bench:
 
 
 async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
-    closed: dict[tuple[str, str], float] = {}
-    received: dict[tuple[str, str], float] = {}
+    closed: dict[tuple[str, str, str], float] = {}  # (device, session, ffmpeg's file name) -> listed at
+    received: dict[tuple[str, int], float] = {}  # (device, seq) -> announcement received at
     with tempfile.TemporaryDirectory(prefix="camswarm-bench-") as tmp:
         async with Bench(Path(tmp), args.cameras, args.segment, shared=False) as bench:
             watcher = PlaylistWatcher()
@@ -230,7 +229,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                         with suppress(OSError, PlaylistError):
                             text = (session_dir / PLAYLIST).read_text()
                             for seg in listed_segments(text):
-                                closed.setdefault((device, format_start(seg.start)), now)
+                                closed.setdefault((device, session_dir.name, seg.filename), now)
                         with suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), 1.0)
                         wake.clear()
@@ -253,7 +252,7 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                     async for message in kubo.pubsub_sub(bench.status["topic"]):
                         now = time.time()
                         ann = json.loads(message.data)
-                        received.setdefault((ann["device"], ann["start"]), now)
+                        received.setdefault((ann["device"], int(ann["seq"])), now)
 
             tasks = [asyncio.create_task(discover()), asyncio.create_task(listen())]
             try:
@@ -268,7 +267,10 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                     with suppress(asyncio.CancelledError, DaemonError):
                         await task
                 watcher.close()
-            samples = [received[k] - closed[k] for k in received if k in closed]
+            # The outbox joins the two: the producer moves a run's start times by its clock
+            # lead, so an announcement's start is not the PROGRAM-DATE-TIME ffmpeg listed.
+            seqs = journaled_seqs(bench.sessions.parent / "outbox.sqlite3")
+            samples = [received[seqs[k]] - t for k, t in closed.items() if seqs.get(k) in received]
             files = sorted(bench.sessions.glob("*/*/*/seg-*.ts"))
             sizes = [f.stat().st_size for f in files] if files else [0]
             baseline = await kubo_floor(bench, files[-args.baseline_samples :])
@@ -285,6 +287,19 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         "samples_ms": samples_ms(samples),
         "step_mean_ms": step_means(metrics),
         "kubo_floor": baseline,
+    }
+
+
+def journaled_seqs(outbox: Path) -> dict[tuple[str, str, str], tuple[str, int]]:
+    """(device, session, file name) -> (device, seq) for every segment the producer journaled."""
+    db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT camera, session, filename, seq FROM segments").fetchall()
+    finally:
+        db.close()
+    return {
+        (camera.rsplit("/", 1)[1], session, filename): (camera.rsplit("/", 1)[1], int(seq))
+        for camera, session, filename, seq in rows
     }
 
 
