@@ -615,6 +615,7 @@ class Gateway:
             found = await self.catalog.chain_anchors_between(factory, device, since, until)
             events = {event["_id"]: event for event in found}
         contracts = {str(e.get("contract")) for e in events.values() if e.get("contract")}
+        chains = {int(e["chain_id"]) for e in events.values() if e.get("chain_id") is not None}
         clip = {
             "sha256": digest.hexdigest(),
             "size": size,
@@ -628,7 +629,7 @@ class Gateway:
             {r["_id"]: r for r in records},
             events,
             contract=contracts.pop() if len(contracts) == 1 else None,
-            chain_id=None,
+            chain_id=chains.pop() if len(chains) == 1 else None,
         )
         name = self._clip_name(factory, device, docs, ".proof.json")
         headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}

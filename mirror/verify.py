@@ -151,6 +151,11 @@ async def verify_proof(
         raise ProofError(
             f"the proof names contract {named or 'none'}; this verifier trusts {trusted_contract}"
         )
+    named_chain = proof.get("chain_id")
+    if named_chain is not None:
+        serving = await registry.chain_id()
+        if named_chain != serving:
+            raise ProofError(f"the proof names chain {named_chain}; the RPC serves chain {serving}")
     lines = []
     size, digest = await asyncio.to_thread(hash_file, clip)
     expected = proof.get("clip") or {}

@@ -88,7 +88,7 @@ def _moment(unix_seconds: int) -> datetime | None:
     return datetime.fromtimestamp(unix_seconds, UTC) if unix_seconds else None
 
 
-def _chain_fields(record: AnchorRecord, contract: str) -> dict[str, Any]:
+def _chain_fields(record: AnchorRecord, contract: str, chain_id: int) -> dict[str, Any]:
     return {
         "factory": record.factory,
         "device": record.device,
@@ -100,6 +100,7 @@ def _chain_fields(record: AnchorRecord, contract: str) -> dict[str, Any]:
         "submitter": record.submitter,
         "anchored_at": _moment(record.anchored_at),
         "contract": contract,
+        "chain_id": chain_id,
     }
 
 
@@ -188,10 +189,11 @@ class Anchorer:
         if first > head:
             return 0
         events = await self._registry.events(first, head)
+        chain_id = await self._registry.chain_id() if events else 0
         for event in events:
             moment = datetime.fromtimestamp(event.period_start, UTC)
             await self._catalog.put_chain_anchor(
-                anchor_id(event.factory, event.device, moment), _chain_fields(event, contract)
+                anchor_id(event.factory, event.device, moment), _chain_fields(event, contract, chain_id)
             )
         await self._catalog.set_index_cursor(contract, head + 1)
         self.indexed += len(events)

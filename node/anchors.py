@@ -275,6 +275,9 @@ def check_proof(proof: Mapping[str, Any]) -> list[tuple[str, int, bytes]]:
     try:
         if proof.get("v") != PROOF_VERSION:
             raise ProofError(f"unsupported proof version {proof.get('v')!r}")
+        chain_id = proof.get("chain_id")
+        if chain_id is not None and (type(chain_id) is not int or chain_id <= 0):
+            raise ProofError(f"chain_id {chain_id!r} is not a positive integer or null")
         periods = proof["periods"]
         used: dict[str, tuple[str, int, bytes]] = {}
         for entry in proof["segments"]:

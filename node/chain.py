@@ -352,6 +352,7 @@ class Registry:
         self._signer = _Signer(self._node, private_key) if private_key is not None else None
         self._receipt_timeout = receipt_timeout
         self._poll = poll_interval
+        self._chain_id: int | None = None
 
     def __repr__(self) -> str:
         sender = self._signer.address if self._signer else None
@@ -366,6 +367,12 @@ class Registry:
         """Whether the code at ``address`` is the committed FootageRegistry artifact."""
         code = await self._node.call(self._node.w3.eth.get_code, self.address)
         return self._artifact.runtime_matches(bytes(code))
+
+    async def chain_id(self) -> int:
+        """The chain's EIP-155 id, asked once: proofs name it, so a proof checked on another chain fails."""
+        if self._chain_id is None:
+            self._chain_id = int(await self._node.call(lambda: self._node.w3.eth.chain_id))
+        return self._chain_id
 
     async def block_number(self) -> int:
         return await self._node.call(lambda: self._node.w3.eth.block_number)

@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from node.anchors import unix
 from node.catalog import Catalog
-from node.chain import Registry
+from node.chain import ANVIL_CHAIN_ID, Registry
 from node.devnet import network
 from node.procs import poll_until
 
@@ -245,6 +245,7 @@ async def test_export_proof_verifies_the_clip_against_the_chain(net: dict[str, A
             periods = {p["start"][:19]: p for p in (await response.json())["periods"]}
     assert len(proof["periods"]) == 2 and all(p["tx_hash"] for p in proof["periods"].values())
     assert proof["contract"].lower() == net["chain"]["contract"].lower()
+    assert proof["chain_id"] == ANVIL_CHAIN_ID, "the proof names the chain its periods were anchored on"
     for record in records:
         mark = periods[f"{record['period_start']:%Y-%m-%dT%H:%M:%S}"]
         assert mark["state"] == "verified", mark

@@ -168,6 +168,8 @@ def test_proof_roundtrip_names_every_period() -> None:
         (lambda p: p["segments"][0].update(period="nope"), "malformed proof"),
         (lambda p: p["segments"][0]["proof"].append(["X", "zz"]), "malformed proof"),
         (lambda p: p.update(segments=[]), "lists no segments"),
+        (lambda p: p.update(chain_id="31337"), "chain_id '31337' is not a positive integer"),
+        (lambda p: p.update(chain_id=True), "chain_id True is not a positive integer"),
     ],
 )
 def test_tampered_proofs_are_refused(mutate: Any, message: str) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
+from mirror.verify import verify_proof
+from node.anchors import ProofError
 from node.chain import (
     AnchorConflict,
     AnchorRecord,
@@ -18,6 +21,7 @@ from node.chain import (
     deploy_registry,
     load_artifact,
 )
+from tests.unit.test_anchors import proof_fixture
 
 pytestmark = pytest.mark.unit
 
@@ -263,3 +267,17 @@ async def test_a_receipt_not_there_yet_is_waited_for_not_an_error(w3: Web3) -> N
             await signer.receipt("0x" + "ab" * 32, 0.2, 0.01)
     finally:
         await node.close()
+
+
+async def test_a_proof_names_its_chain_and_is_refused_on_another(
+    w3: Web3, registry: Registry, tmp_path: Path
+) -> None:
+    assert await registry.chain_id() == w3.eth.chain_id
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0")
+    proof = {**proof_fixture(), "contract": registry.address, "chain_id": w3.eth.chain_id + 1}
+    with pytest.raises(ProofError, match=f"names chain {w3.eth.chain_id + 1}; the RPC serves chain"):
+        await verify_proof(registry, proof, clip, trusted_contract=registry.address)
+    proof["chain_id"] = w3.eth.chain_id  # the right chain: the proof is checked (nothing anchored)
+    lines = await verify_proof(registry, proof, clip, trusted_contract=registry.address)
+    assert [line.status for line in lines][-2:] == ["UNANCHORED", "UNANCHORED"]
