@@ -63,7 +63,7 @@ from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.procs import poll_until, spawn, stop_group
 from producer.ffmpeg_cmd import PLAYLIST
-from producer.outbox import STEPS
+from producer.outbox import STEPS, read_journal
 from producer.segments import PlaylistError, listed_segments
 from producer.watch import PlaylistWatcher
 
@@ -292,14 +292,9 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 def journaled_seqs(outbox: Path) -> dict[tuple[str, str, str], tuple[str, int]]:
     """(device, session, file name) -> (device, seq) for every segment the producer journaled."""
-    db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
-    try:
-        rows = db.execute("SELECT camera, session, filename, seq FROM segments").fetchall()
-    finally:
-        db.close()
     return {
-        (camera.rsplit("/", 1)[1], session, filename): (camera.rsplit("/", 1)[1], int(seq))
-        for camera, session, filename, seq in rows
+        (j.camera.rsplit("/", 1)[1], j.session, j.filename): (j.camera.rsplit("/", 1)[1], j.seq)
+        for j in read_journal(outbox)
     }
 
 

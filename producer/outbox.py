@@ -411,6 +411,34 @@ class Outbox:
         return [str(r["camera"]) for r in self._db.execute("SELECT camera FROM cameras ORDER BY camera")]
 
 
+@dataclass(frozen=True)
+class Journaled:
+    """One journaled segment as :func:`read_journal` gives it."""
+
+    camera: str
+    session: str
+    filename: str  # ffmpeg's file name in the session directory
+    seq: int
+    sha256: str  # of the file ffmpeg wrote
+    published_sha256: str | None  # of what went to IPFS; None while an encrypted one waits for add
+
+
+def read_journal(path: Path) -> list[Journaled]:
+    """Every segment journaled in the outbox at ``path``, opened read-only (safe while the producer
+    runs): how audits and benchmarks tie ffmpeg's files to sequence numbers."""
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT camera, session, filename, seq, sha256, key_id, cipher_sha256 FROM segments"
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        Journaled(str(c), str(s), str(f), int(q), str(sha), str(sha) if key is None else csha)
+        for c, s, f, q, sha, key, csha in rows
+    ]
+
+
 def session_shift_ms(start_ms: int, lead_ms: int, previous: tuple[int, int] | None) -> int:
     """How far (ms) to move every segment of a new recording session, given its first segment.
 

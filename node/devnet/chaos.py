@@ -43,6 +43,7 @@ from node.devnet.netns import Fault
 from node.kubo import KuboClient
 from node.merkle import period_bounds
 from node.procs import ConditionTimeout, pids_mentioning, poll_until
+from producer.outbox import Journaled, read_journal
 
 Progress = Callable[[str], None]
 
@@ -67,7 +68,7 @@ class Audit:
 
     at_risk: int = 0  # of those segments, the ones written since the fault began
     problems: list[str] = field(default_factory=list)
-    missing: set[str] = field(default_factory=set)  # sha256 of segments not everywhere yet
+    missing: set[str] = field(default_factory=set)  # files ffmpeg wrote that are not everywhere yet
 
     @property
     def clean(self) -> bool:
@@ -121,28 +122,35 @@ def written_segments(sessions: Path, until: float) -> dict[tuple[str, str], list
 
 
 async def audit(directory: Path, since: float, until: float, files: _Files) -> Audit:
-    """Check every segment ffmpeg wrote up to ``until`` against the catalog, mirrors and playlists."""
+    """Check every segment ffmpeg wrote up to ``until`` against the catalog, mirrors and playlists.
+
+    The producer's outbox ties each file to its seq, and so to its catalog document; an
+    encrypted camera's document and mirrored copies carry the ciphertext's hash, a plaintext
+    camera's the file's own.
+    """
     status = network.status(directory)
     result = Audit()
-    written = written_segments(Path(status["producer"]["state_dir"]) / "sessions", until)
+    state_dir = Path(status["producer"]["state_dir"])
+    written = written_segments(state_dir / "sessions", until)
+    journal = {(j.camera, j.session, j.filename): j for j in read_journal(state_dir / "outbox.sqlite3")}
     async with Catalog(status["catalog"]) as catalog:
         for (factory, device), segments in sorted(written.items()):
             docs = await catalog.segments_by_seq(factory, device, 0, 1 << 40)
             if [d["seq"] for d in docs] != list(range(len(docs))):
                 result.problems.append(f"{factory}/{device}: catalog seqs not 0..n-1")
-            by_sha: dict[str, list[dict[str, Any]]] = {}
-            for doc in docs:
-                by_sha.setdefault(str(doc["sha256"]), []).append(doc)
+            repeated = len(docs) - len({str(d["sha256"]) for d in docs})
+            if repeated:
+                result.problems.append(f"{factory}/{device}: {repeated} segment(s) catalogued twice")
+            by_seq = {int(d["seq"]): d for d in docs}
             for path, mtime in segments:
                 digest = files.sha256(path)
                 if digest is None:
                     continue
                 result.at_risk += mtime >= since
-                found = by_sha.get(digest, [])
-                if len(found) > 1:
-                    result.problems.append(f"{factory}/{device}: {path.name} catalogued {len(found)} times")
-                if not found or not _mirrored(status, factory, device, found[0], digest, files, result):
-                    result.missing.add(digest)
+                entry = journal.get((f"{factory}/{device}", path.parent.name, path.name))
+                doc = _catalogued(entry, digest, by_seq, result)
+                if doc is None or not _mirrored(status, factory, device, doc, files, result):
+                    result.missing.add(str(path))
     ffmpegs = len(pids_mentioning(directory, executable="ffmpeg"))
     if ffmpegs > len(status["cameras"]):
         result.problems.append(f"{ffmpegs} ffmpeg processes for {len(status['cameras'])} cameras (leaked)")
@@ -152,16 +160,30 @@ async def audit(directory: Path, since: float, until: float, files: _Files) -> A
     return result
 
 
+def _catalogued(
+    entry: Journaled | None, digest: str, by_seq: dict[int, dict[str, Any]], result: Audit
+) -> dict[str, Any] | None:
+    """The catalog document of a file ffmpeg wrote, through its journal entry; None if not there yet."""
+    if entry is None:
+        return None  # not journaled yet
+    if entry.sha256 != digest:
+        result.problems.append(f"{entry.camera}: {entry.filename} journaled with another hash")
+    doc = by_seq.get(entry.seq)
+    if doc is not None and doc["sha256"] != entry.published_sha256:
+        result.problems.append(f"{entry.camera}: seq {entry.seq} catalogued with another hash")
+    return doc
+
+
 def _mirrored(
     status: dict[str, Any],
     factory: str,
     device: str,
     doc: dict[str, Any],
-    digest: str,
     files: _Files,
     result: Audit,
 ) -> bool:
     """Whether every mirror stores the segment byte for byte and lists it in its day playlist."""
+    digest = str(doc["sha256"])
     everywhere = True
     for mirror, info in status["mirrors"].items():
         day_dir = Path(info["store"]) / factory / device / doc["start"].strftime("%Y-%m-%d")
@@ -172,6 +194,8 @@ def _mirrored(
             result.problems.append(f"{mirror}: {doc['filename']} stored but not in its day playlist")
     return everywhere
 
+
+ENCRYPTED = ("cam1",)  # the suite's encrypted camera: its segments travel and are stored as ciphertext
 
 # --- the faults --------------------------------------------------------------------------------
 
@@ -400,9 +424,10 @@ async def chaos(
     keep: bool = False,
     progress: Progress = lambda _: None,
 ) -> list[Row]:
-    """Start a --netns devnet in ``directory`` (plaintext cameras), run the suite, stop it (unless keep)."""
+    """Start a --netns devnet in ``directory`` (cam1 encrypted, as in the demo), run the suite, stop it
+    (unless keep)."""
     await network.up(
-        directory, mirrors=mirrors, cameras=cameras, netns_hosts=True, encrypted=(), progress=progress
+        directory, mirrors=mirrors, cameras=cameras, netns_hosts=True, encrypted=ENCRYPTED, progress=progress
     )
     try:
         return await run_suite(directory, hold=hold, bound=bound, only=only, progress=progress)

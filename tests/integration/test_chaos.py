@@ -1,7 +1,7 @@
 """The chaos suite, shortened to fit CI: every fault of `make chaos`, held 15 s instead of 120 s.
 
 A --netns devnet (each host in its own network namespace, links carried by linkd) with
-two cameras and two mirrors; after each fault heals, every segment ffmpeg wrote must be in
+two cameras (cam1 encrypted) and two mirrors; after each fault heals, every segment ffmpeg wrote must be in
 the catalog once and byte-equal in both mirrors' stores and day playlists within the bound.
 At the end every period closed during the suite must be anchored on chain and verify in
 both mirrors.
@@ -34,6 +34,7 @@ async def test_every_fault_loses_nothing(tmp_path: Path) -> None:
         # No host has a route beyond the devnet's own subnet.
         state = load_state(directory.resolve())
         assert state is not None and state.netns is not None
+        assert state.encrypted == list(chaos.ENCRYPTED), "the suite covers an encrypted camera"
         for host in state.netns.hosts:
             routes = (await run_checked(["ip", "-n", netns.namespace(state.netns, host), "route"])).strip()
             assert "default" not in routes and len(routes.splitlines()) == 1, (host, routes)

@@ -22,6 +22,7 @@ from producer.outbox import (
     Outbox,
     backoff,
     next_step,
+    read_journal,
     session_shift_ms,
 )
 
@@ -202,6 +203,12 @@ def test_cipher_size_and_hash_are_published(tmp_path: Path) -> None:
     assert (done.published_size, done.published_sha256, done.size) == (1008, "cd" * 32, 1000)
     plain = box.journal(_segment("f/b", 0))
     assert (plain.published_size, plain.published_sha256) == (1000, "00" * 32)
+    waiting = box.journal(_segment("f/a", 1), _Keys(rotation=10).policy)
+    read = {(j.camera, j.filename): j for j in read_journal(tmp_path / "o.sqlite")}  # another connection
+    assert (read["f/a", "seg-000000.ts"].seq, read["f/a", "seg-000000.ts"].published_sha256) == (0, "cd" * 32)
+    assert read["f/b", "seg-000000.ts"].published_sha256 == "00" * 32
+    assert read["f/a", "seg-000001.ts"].published_sha256 is None, "encrypted, not added yet"
+    assert read["f/a", "seg-000001.ts"].sha256 == waiting.sha256
 
 
 def test_an_outbox_from_before_encryption_gets_the_new_columns(tmp_path: Path) -> None:
