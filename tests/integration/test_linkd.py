@@ -398,11 +398,17 @@ async def test_a_bad_reload_keeps_the_settings_and_says_why(lan: Lan, echo: None
 
 async def test_a_removed_link_is_detached_and_comes_back(lan: Lan, echo: None) -> None:
     h1, h2 = lan.hosts
+    for _ in range(3):  # traffic through h2's link, so its count is well above what strays add
+        assert await lan.reachable(h1, h2)
+    before = (await lan.apply())["links"]["h2"]["forwarded"]
     status = await lan.apply(h2=None)
     assert set(status["links"]) == {"h1"}
     assert not await lan.reachable(h1, h2, timeout=1.0)
     status = await lan.apply(h2={})  # re-attach: the taps were really released
-    assert status["links"]["h2"]["forwarded"] == 0
+    # A new link counts from 0; a frame or two may cross it before linkd writes its status
+    # (CI once saw 2), so the check is that the count started again, not that it is 0.
+    print(f"[linkd] h2 forwarded {before} frames, then {status['links']['h2']['forwarded']} once re-added")
+    assert status["links"]["h2"]["forwarded"] < before, (status["links"]["h2"], before)
 
     async def back() -> bool:
         return await lan.reachable(h1, h2)
