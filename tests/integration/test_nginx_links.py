@@ -412,17 +412,23 @@ async def test_store_playlists_are_not_served_as_files(front: Front) -> None:
 
 
 async def test_live_playlist_is_cached_briefly_per_session(front: Front) -> None:
-    url = front.base + f"/live/factory1/cam1.m3u8?t={time.monotonic_ns()}"
-    before = front.gateway_hits("live")
-    seen = []
-    for _ in range(2):
-        status, headers, body = await get(url, {"Cookie": "camswarm_session=alice"})
-        assert status == 200
-        assert headers["content-type"][0].split(";")[0] == "application/vnd.apple.mpegurl"
-        assert b"## viewer alice" in body
-        seen.append(headers["x-cache-status"][0])
-    assert front.gateway_hits("live") - before == 1
-    assert seen == ["MISS", "HIT"]
+    # nginx keeps the entry for 1 s on its whole-second clock, so a pair of requests that
+    # straddles a second boundary may see it expire; such a pair is tried again on a new URL.
+    attempts = []
+    for _ in range(3):
+        url = front.base + f"/live/factory1/cam1.m3u8?t={time.monotonic_ns()}"
+        before, began = front.gateway_hits("live"), time.time()
+        seen = []
+        for _ in range(2):
+            status, headers, body = await get(url, {"Cookie": "camswarm_session=alice"})
+            assert status == 200
+            assert headers["content-type"][0].split(";")[0] == "application/vnd.apple.mpegurl"
+            assert b"## viewer alice" in body
+            seen.append(headers["x-cache-status"][0])
+        attempts.append((seen, front.gateway_hits("live") - before))
+        if int(time.time()) == int(began):  # both requests within one nginx second
+            break
+    assert attempts[-1] == (["MISS", "HIT"], 1), attempts
 
     # Another viewer of the same URL never gets alice's playlist.
     status, headers, body = await get(url, {"Cookie": "camswarm_session=bob"})

@@ -251,11 +251,11 @@ async def test_two_cameras_record_a_minute(net: Net) -> None:
     wall = time.time() - began
     report = await health(net)
     producer = announce.public_key_from_id(report["producer"])
-    paths = outbox_paths(net)
 
     async with net.kubo("mirror1") as mirror:
         for factory, device in CAMERAS:
             docs = await catalog_segments(net, factory, device)
+            paths = outbox_paths(net)  # after the catalog read: recording goes on meanwhile
             check_catalog(docs, device)
             recent = [d for d in docs if d["start"].timestamp() >= began]
             covered = (recent[-1]["end"] - recent[0]["start"]).total_seconds()
