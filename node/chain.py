@@ -193,6 +193,13 @@ class _Node:
             self.w3 = Web3(provider)
             self.url = _redacted(rpc)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camswarm-chain")
+        self._chain_id: int | None = None
+
+    async def chain_id(self) -> int:
+        """The chain's EIP-155 id, asked once: a node does not change chains."""
+        if self._chain_id is None:
+            self._chain_id = int(await self.call(lambda: self.w3.eth.chain_id))
+        return self._chain_id
 
     def error(self, detail: str) -> ChainError:
         return ChainError("ethereum", self.url, detail)
@@ -233,7 +240,6 @@ class _Signer:
         self.address: str = self._account.address
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
-        self._chain_id: int | None = None
 
     async def _fees(self) -> dict[str, int]:
         w3 = self._node.w3
@@ -249,8 +255,6 @@ class _Signer:
         """Sign a call of ``data`` (a deployment when ``to`` is None) and send it; its hash."""
         w3 = self._node.w3
         async with self._lock:
-            if self._chain_id is None:
-                self._chain_id = await self._node.call(lambda: w3.eth.chain_id)
             pending = await self._node.call(w3.eth.get_transaction_count, self.address, "pending")
             # The node's pending count can lag a transaction it just accepted.
             nonce = max(pending, self._next_nonce or 0)
@@ -258,7 +262,7 @@ class _Signer:
                 "from": self.address,
                 "data": data,
                 "nonce": nonce,
-                "chainId": self._chain_id,
+                "chainId": await self._node.chain_id(),
             }
             if to is not None:
                 tx["to"] = to
@@ -352,7 +356,6 @@ class Registry:
         self._signer = _Signer(self._node, private_key) if private_key is not None else None
         self._receipt_timeout = receipt_timeout
         self._poll = poll_interval
-        self._chain_id: int | None = None
 
     def __repr__(self) -> str:
         sender = self._signer.address if self._signer else None
@@ -369,10 +372,8 @@ class Registry:
         return self._artifact.runtime_matches(bytes(code))
 
     async def chain_id(self) -> int:
-        """The chain's EIP-155 id, asked once: proofs name it, so a proof checked on another chain fails."""
-        if self._chain_id is None:
-            self._chain_id = int(await self._node.call(lambda: self._node.w3.eth.chain_id))
-        return self._chain_id
+        """The chain's EIP-155 id: proofs name it, so a proof checked on another chain fails."""
+        return await self._node.chain_id()
 
     async def block_number(self) -> int:
         return await self._node.call(lambda: self._node.w3.eth.block_number)
