@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import json
 import os
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from node.errors import DaemonError
 from node.kubo import KuboClient
 from node.procs import poll_until, spawn, stop_group
 from producer.ffmpeg_cmd import PLAYLIST
-from producer.outbox import STEPS, read_journal
+from producer.outbox import STEPS, read_journal, read_only
 from producer.segments import PlaylistError, listed_segments
 from producer.watch import PlaylistWatcher
 
@@ -292,10 +291,11 @@ async def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 def journaled_seqs(outbox: Path) -> dict[tuple[str, str, str], tuple[str, int]]:
     """(device, session, file name) -> (device, seq) for every segment the producer journaled."""
-    return {
-        (j.camera.rsplit("/", 1)[1], j.session, j.filename): (j.camera.rsplit("/", 1)[1], j.seq)
-        for j in read_journal(outbox)
-    }
+    seqs = {}
+    for j in read_journal(outbox):
+        device = j.camera.rsplit("/", 1)[1]
+        seqs[device, j.session, j.filename] = (device, j.seq)
+    return seqs
 
 
 def step_means(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -436,7 +436,7 @@ def outbox_backlog(path: Path) -> tuple[int, float]:
     Read-only, beside the producer (SQLite in WAL mode lets a reader in without blocking the
     writer); the same query as ``Outbox.depth``.
     """
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+    with closing(read_only(path)) as db:
         count, oldest = db.execute(
             "SELECT COUNT(*), MIN(created_at) FROM segments WHERE state != ?", (STEPS[-1],)
         ).fetchone()
@@ -445,7 +445,7 @@ def outbox_backlog(path: Path) -> tuple[int, float]:
 
 def recorded_between(path: Path, began: float, ended: float) -> tuple[int, int]:
     """(segments journaled between two epoch times, how many of those are not announced yet)."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+    with closing(read_only(path)) as db:
         total, pending = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(state != ?), 0) FROM segments WHERE created_at BETWEEN ? AND ?",
             (STEPS[-1], began, ended),

@@ -32,7 +32,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -423,16 +423,19 @@ class Journaled:
     published_sha256: str | None  # of what went to IPFS; None while an encrypted one waits for add
 
 
+def read_only(path: Path) -> sqlite3.Connection:
+    """The outbox at ``path`` opened read-only, for audits and benchmarks beside a running producer
+    (in WAL mode a reader does not block the writer); close it when done."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+
+
 def read_journal(path: Path) -> list[Journaled]:
-    """Every segment journaled in the outbox at ``path``, opened read-only (safe while the producer
-    runs): how audits and benchmarks tie ffmpeg's files to sequence numbers."""
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
+    """Every segment journaled in the outbox at ``path``: how audits and benchmarks tie ffmpeg's
+    files to sequence numbers."""
+    with closing(read_only(path)) as db:
         rows = db.execute(
             "SELECT camera, session, filename, seq, sha256, key_id, cipher_sha256 FROM segments"
         ).fetchall()
-    finally:
-        db.close()
     return [
         Journaled(str(c), str(s), str(f), int(q), str(sha), str(sha) if key is None else csha)
         for c, s, f, q, sha, key, csha in rows
