@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from node.logs import kv
 
@@ -100,6 +101,14 @@ def _reap(pid: int) -> None:
     # Not our child (started by another camswarm command): init reaps it.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def running_children() -> dict[int, list[str]]:
+    """pid -> argv of each daemon :func:`spawn` started that still runs; the exited ones are
+    reaped on the way."""
+    for pid in list(_children):
+        _reap(pid)
+    return {pid: list(cast(list[str], child.args)) for pid, child in _children.items()}  # spawn's argv
 
 
 def pid_alive(pid: int) -> bool:

@@ -18,12 +18,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Name every process the tests started that is still running: a fixture failed to stop it."""
-    from node import procs
+    from node.procs import running_children
 
-    running = [(pid, proc.args) for pid, proc in list(procs._children.items()) if proc.poll() is None]
+    running = running_children()
     if running:
         terminalreporter.section("processes started by the tests and still running")
-        for pid, args in running:
-            terminalreporter.write_line(
-                f"pid {pid}: {args if isinstance(args, str) else ' '.join(map(str, args))}"
-            )
+        for pid, argv in running.items():
+            terminalreporter.write_line(f"pid {pid}: {' '.join(argv)}")

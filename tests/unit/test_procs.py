@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.procs import group_alive, kill_group, run_checked, spawn, stop_group
+from node.procs import group_alive, kill_group, run_checked, running_children, spawn, stop_group
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,12 @@ async def test_a_group_is_ended_then_reported_gone(tmp_path: Path, stop: str, ou
     finally:
         if group_alive(pid):
             await kill_group(pid, name="sleep")
+
+
+async def test_running_children_names_a_live_daemon_until_it_is_stopped(tmp_path: Path) -> None:
+    pid = spawn(["sleep", "60"], log_path=tmp_path / "sleep.log")
+    try:
+        assert running_children()[pid] == ["sleep", "60"]
+    finally:
+        await stop_group(pid, name="sleep")
+    assert pid not in running_children(), "a stopped child is reaped, not reported"
