@@ -32,11 +32,11 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -130,6 +130,15 @@ def segment_key_uri(doc: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if not isinstance(key_id, str) or not isinstance(iv, str):
         return None, None
     return key_uri(str(doc["factory"]), str(doc["device"]), key_id), iv
+
+
+T = TypeVar("T")
+
+
+def _the_only(values: Iterable[T]) -> T | None:
+    """The value every one of ``values`` has, None when there are none or they differ."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
 
 
 def compose_replay(
@@ -614,8 +623,6 @@ class Gateway:
             since, until = records[0]["period_start"], records[-1]["period_end"]
             found = await self.catalog.chain_anchors_between(factory, device, since, until)
             events = {event["_id"]: event for event in found}
-        contracts = {str(e.get("contract")) for e in events.values() if e.get("contract")}
-        chains = {int(e["chain_id"]) for e in events.values() if e.get("chain_id") is not None}
         clip = {
             "sha256": digest.hexdigest(),
             "size": size,
@@ -628,8 +635,8 @@ class Gateway:
             docs,
             {r["_id"]: r for r in records},
             events,
-            contract=contracts.pop() if len(contracts) == 1 else None,
-            chain_id=chains.pop() if len(chains) == 1 else None,
+            contract=_the_only(str(e["contract"]) for e in events.values() if e.get("contract")),
+            chain_id=_the_only(int(e["chain_id"]) for e in events.values() if e.get("chain_id") is not None),
         )
         name = self._clip_name(factory, device, docs, ".proof.json")
         headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
